@@ -1,0 +1,57 @@
+"""The ``hookline`` console command: one subcommand per role or tool.
+
+Subcommands are named by module path and imported only when run, so the kernel itself never
+imports Faust, httpx or the role packages (each command module exposes ``add_arguments`` and ``run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from hookline import __version__
+from hookline.settings import SettingsError, load_settings
+
+__all__ = ["main"]
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "kafka": ("hookline._cmd_kafka", "Fetch, start, stop or inspect the local Apache Kafka broker."),
+    "topics": ("hookline._cmd_topics", "Create every hookline topic (idempotent) or list them."),
+    "settings": ("hookline._cmd_settings", "Print every HOOKLINE_* setting, its value and meaning."),
+
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookline", description="Kafka-native webhook delivery.")
+    parser.add_argument("--version", action="version", version=f"hookline {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        mod = importlib.import_module(module)
+        mod.add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"hookline: {exc}", file=sys.stderr)
+        return 2
+    mod = importlib.import_module(args._module)
+    try:
+        return int(mod.run(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Adapters from :class:`Settings` to confluent-kafka clients, and broker-side helpers.
+
+Raw librdkafka dicts are built here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from hookline.settings import Settings
+from hookline.topics import TopicSpec, all_topics
+
+__all__ = [
+    "BrokerUnavailable",
+    "admin_client",
+    "consumer_config",
+    "create_topics",
+    "describe_topic_config",
+    "producer_config",
+    "wait_for_broker",
+]
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not answer within the deadline."""
+
+
+def _quiet_errors(err: Any) -> None:
+    # librdkafka reports transient connection errors here; callers see real failures through
+    # delivery reports and timeouts, so these are debug noise.
+    log.debug("kafka client error: %s", err)
+
+
+def common_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": "hookline",
+        "error_cb": _quiet_errors,
+    }
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Idempotent, acks=all, batched producer settings."""
+    conf = common_config(settings)
+    conf.update(
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "batch.size": 256 * 1024,
+            "compression.type": "lz4",
+            "message.timeout.ms": 30_000,
+        }
+    )
+    conf.update(overrides)
+    return conf
+
+
+def consumer_config(settings: Settings, group: str | None, **overrides: Any) -> dict[str, Any]:
+    conf = common_config(settings)
+    conf.update(
+        {
+            "group.id": settings.topic(group) if group else "hookline-unused",
+            "enable.auto.commit": True,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+            "isolation.level": "read_committed",
+        }
+    )
+    conf.update(overrides)
+    return conf
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(common_config(settings))
+
+
+def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
+    """Return when the broker answers a metadata request; raise :class:`BrokerUnavailable` otherwise."""
+    deadline = time.monotonic() + timeout
+    admin = admin_client(settings)
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            md = admin.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            if md.brokers:
+                return
+        except KafkaException as exc:
+            last = exc
+        time.sleep(0.2)
+    raise BrokerUnavailable(
+        f"Kafka at {settings.kafka_bootstrap} did not answer within {timeout:g}s"
+        + (f" ({last})" if last else "")
+    )
+
+
+def create_topics(
+    settings: Settings, specs: Iterable[TopicSpec] | None = None, timeout: float = 30.0
+) -> tuple[list[str], list[str]]:
+    """Create missing topics; return (created, already existing). Never alters an existing topic."""
+    specs = list(all_topics(settings) if specs is None else specs)
+    admin = admin_client(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = {s.full_name(settings): s for s in specs}
+    missing = [
+        NewTopic(name, num_partitions=s.partitions, replication_factor=-1, config=dict(s.config))
+        for name, s in wanted.items()
+        if name not in existing
+    ]
+    created: list[str] = []
+    if missing:
+        for name, fut in admin.create_topics(missing, request_timeout=timeout).items():
+            try:
+                fut.result()
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a concurrent creator won
+                    raise
+    present = sorted(n for n in wanted if n not in created)
+    return sorted(created), present
+
+
+def describe_topic_config(settings: Settings, topic: str, timeout: float = 10.0) -> Mapping[str, str]:
+    """The topic's effective configuration as the broker reports it."""
+    admin = admin_client(settings)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    entries = admin.describe_configs([res], request_timeout=timeout)[res].result()
+    return {k: v.value for k, v in entries.items()}
+
+
+def new_producer(settings: Settings, **overrides: Any) -> Producer:
+    return Producer(producer_config(settings, **overrides))
+
+
+def new_consumer(settings: Settings, group: str | None, **overrides: Any) -> Consumer:
+    return Consumer(consumer_config(settings, group, **overrides))

@@ -1,0 +1,165 @@
+"""Typed, frozen settings read once from ``HOOKLINE_*`` environment variables.
+
+Every field has a default and a one-line description (``hookline settings`` prints them).
+Secrets are wrapped in :class:`Secret` so they never show in a ``repr`` or a log line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_RETRY_SCHEDULE", "Secret", "Settings", "SettingsError", "load_settings"]
+
+#: Standard Webhooks schedule after the first attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
+DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+
+
+class SettingsError(ValueError):
+    """A ``HOOKLINE_*`` variable has a value that cannot be used."""
+
+
+class Secret:
+    """A string that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _doc(text: str, default: Any) -> Any:
+    if callable(default):
+        return field(default_factory=default, metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = _doc("Kafka bootstrap servers, comma-separated.", "127.0.0.1:9092")
+    topic_prefix: str = _doc("Prefix for every topic name (and consumer group).", "")
+    api_keys: Secret = _doc("`account:key` pairs, comma-separated; keys are hashed when loaded.", lambda: Secret(""))
+    secret_key: Secret = _doc(
+        "Keys that encrypt webhook secrets at rest: `[kid:]base64url32bytes`, comma-separated, first encrypts.",
+        lambda: Secret(""),
+    )
+    allow_networks: tuple[str, ...] = _doc("CIDRs exempt from the outbound address check.", ())
+    retry_schedule: tuple[float, ...] = _doc(
+        "Retry delays in seconds after the first attempt, comma-separated.", DEFAULT_RETRY_SCHEDULE
+    )
+    retry_jitter: float = _doc("Relative jitter applied to every retry delay (0.2 = ±20 %).", 0.2)
+    database_url: Secret = _doc("Delivery log store: `sqlite:///path` or `postgresql://...`.", lambda: Secret(""))
+    home: Path = _doc("Working directory for the local broker, its jars, data and logs.", Path(".hookline"))
+    kafka_libs: Path = _doc("Cache of the broker's jars fetched by Maven (default: <home>/kafka-libs).", Path(""))
+    kafka_port: int = _doc("Port of the local broker's client listener.", 9092)
+    kafka_controller_port: int = _doc("Port of the local broker's KRaft controller listener.", 9093)
+    kafka_heap: str = _doc("Java heap of the local broker.", "768m")
+    api_host: str = _doc("Interface the API and web page listen on.", "127.0.0.1")
+    api_port: int = _doc("Port of the API and web page.", 8080)
+    router_metrics_port: int = _doc("Port for the router's /metrics, /healthz, /readyz.", 9102)
+    deliver_metrics_port: int = _doc("Port for the delivery worker's /metrics, /healthz, /readyz.", 9103)
+    logsink_metrics_port: int = _doc("Port for the log sink's /metrics, /healthz, /readyz.", 9104)
+    max_webhooks_per_account: int = _doc("Cap on webhooks one account may own.", 100)
+    connect_timeout: float = _doc("Seconds to establish a connection to a receiver.", 5.0)
+    attempt_timeout: float = _doc("Total seconds one delivery attempt may take.", 15.0)
+    log_format: str = _doc("`json`, `text`, or `auto` (text on a terminal, JSON otherwise).", "auto")
+    log_level: str = _doc("Root log level.", "INFO")
+
+    def __post_init__(self) -> None:
+        for net in self.allow_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise SettingsError(f"HOOKLINE_ALLOW_NETWORKS: {net!r} is not a CIDR") from exc
+        if any(d < 0 for d in self.retry_schedule):
+            raise SettingsError("HOOKLINE_RETRY_SCHEDULE: delays must be >= 0")
+        if not 0 <= self.retry_jitter < 1:
+            raise SettingsError("HOOKLINE_RETRY_JITTER: must be in [0, 1)")
+
+    @property
+    def kafka_libs_dir(self) -> Path:
+        return self.kafka_libs if str(self.kafka_libs) not in ("", ".") else self.home / "kafka-libs"
+
+    def topic(self, name: str) -> str:
+        """Return the full name of a topic or group after the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, description) for every field, in declaration order."""
+        rows = []
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            shown = _render(default)
+            rows.append((f"HOOKLINE_{f.name.upper()}", shown, str(f.metadata["doc"])))
+        return rows
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(_num(v) for v in value)
+    if isinstance(value, Secret):
+        return "(unset)" if not value else "**********"
+    return str(value)
+
+
+def _num(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    name = f"HOOKLINE_{f.name.upper()}"
+    kind = f.type
+    try:
+        if kind == "Secret":
+            return Secret(raw.strip())
+        if kind == "Path":
+            return Path(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "tuple[str, ...]":
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+        if kind == "tuple[float, ...]":
+            return tuple(float(p) for p in raw.split(",") if p.strip())
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{name}: cannot read {raw!r} as {kind}") from exc
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``environ`` (default: the process environment); ``overrides`` win."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = env.get(f"HOOKLINE_{f.name.upper()}")
+        if raw is not None and raw != "":
+            values[f.name] = _parse(f, raw)
+    values.update(overrides)
+    return Settings(**values)

@@ -1,0 +1,73 @@
+"""Every topic hookline uses: names, partition counts and configs, in one place (DESIGN §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hookline.settings import Settings
+
+__all__ = [
+    "CONFIG",
+    "CONTACT_EVENTS",
+    "DELIVERIES",
+    "DLQ",
+    "RESULTS",
+    "SALE_EVENTS",
+    "TopicSpec",
+    "all_topics",
+    "retry_topic",
+]
+
+CONTACT_EVENTS = "contact-events"
+SALE_EVENTS = "sale-events"
+CONFIG = "webhook-config"
+DELIVERIES = "webhook-deliveries"
+RESULTS = "webhook-results"
+DLQ = "webhook-dlq"
+
+_DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str  # without prefix
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+    def full_name(self, settings: Settings) -> str:
+        return settings.topic(self.name)
+
+
+def retry_topic(delay_seconds: float) -> str:
+    """Name of the delay tier for ``delay_seconds`` (``webhook-retry-5s``, ``webhook-retry-300s``)."""
+    return f"webhook-retry-{delay_seconds:g}s".replace(".", "_")
+
+
+def all_topics(settings: Settings) -> list[TopicSpec]:
+    """The full topic set for these settings (retry tiers follow the retry schedule)."""
+    keep_week = {"retention.ms": str(7 * _DAY_MS)}
+    specs = [
+        TopicSpec(CONTACT_EVENTS, 6, dict(keep_week)),
+        TopicSpec(SALE_EVENTS, 6, dict(keep_week)),
+        TopicSpec(
+            CONFIG,
+            3,
+            {
+                "cleanup.policy": "compact",
+                # Tombstones stay readable for a day, so a consumer that restarts within that
+                # window still sees a delete instead of a resurrected webhook.
+                "delete.retention.ms": str(_DAY_MS),
+                "min.compaction.lag.ms": "60000",
+                "segment.ms": str(6 * 3600 * 1000),
+                "retention.ms": "-1",
+            },
+        ),
+        TopicSpec(DELIVERIES, 12, dict(keep_week)),
+        TopicSpec(RESULTS, 6, dict(keep_week)),
+        TopicSpec(DLQ, 3, {"retention.ms": str(30 * _DAY_MS)}),
+    ]
+    for delay in sorted(set(settings.retry_schedule)):
+        # A tier must keep records at least as long as they wait in it, plus a day of slack.
+        retention = max(int(delay * 1000) + _DAY_MS, 7 * _DAY_MS)
+        specs.append(TopicSpec(retry_topic(delay), 6, {"retention.ms": str(retention)}))
+    return specs

@@ -1,0 +1,1 @@
+"""The stream roles: the router, the delivery workers and the log sink."""

@@ -1,0 +1,1 @@
+"""What upstream services and account owners use to put data into hookline."""

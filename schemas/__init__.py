@@ -1,0 +1,1 @@
+"""The Avro contracts (``*.avsc``) and the one codec that reads and writes them."""

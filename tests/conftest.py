@@ -1,0 +1,84 @@
+"""Test session wiring: one real Apache Kafka broker per session, a topic prefix per test.
+
+Set ``HOOKLINE_TEST_BOOTSTRAP`` to use an already running broker instead of starting one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hookline.clients import create_topics
+from hookline.localkafka import LocalKafka
+from hookline.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Compressed retry schedule for tests: seconds instead of hours.
+TEST_RETRY_SCHEDULE = (0.5, 1.0, 1.5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of the real broker for this test session."""
+    existing = os.environ.get("HOOKLINE_TEST_BOOTSTRAP")
+    if existing:
+        yield existing
+        return
+    port = _free_port()
+    ctrl = _free_port()
+    home = tmp_path_factory.mktemp("kafka-home")
+    settings = load_settings(
+        {},
+        home=home,
+        kafka_libs=REPO / ".hookline" / "kafka-libs",
+        kafka_port=port,
+        kafka_controller_port=ctrl,
+        kafka_heap="768m",
+    )
+    broker = LocalKafka(settings)
+    broker.start(timeout=120)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Settings:
+    """Settings for one test: the session broker, a fresh topic prefix, every topic created."""
+    s = load_settings(
+        {},
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        retry_schedule=TEST_RETRY_SCHEDULE,
+        home=tmp_path / "home",
+    )
+    create_topics(s)
+    return s
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A run in which no test executed must fail, whatever selected it away.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    ran = 0
+    if reporter is not None:
+        ran = sum(len(reporter.stats.get(k, [])) for k in ("passed", "failed", "error"))
+    if ran == 0 and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
