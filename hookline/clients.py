@@ -57,6 +57,8 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
             "linger.ms": 5,
             "batch.size": 256 * 1024,
             "compression.type": "lz4",
+            # Java's partitioner, so librdkafka, aiokafka (Faust) and JVM clients agree on key -> partition.
+            "partitioner": "murmur2_random",
             "message.timeout.ms": 30_000,
         }
     )

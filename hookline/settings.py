@@ -78,6 +78,7 @@ class Settings:
     kafka_heap: str = _doc("Java heap of the local broker.", "768m")
     api_host: str = _doc("Interface the API and web page listen on.", "127.0.0.1")
     api_port: int = _doc("Port of the API and web page.", 8080)
+    metrics_host: str = _doc("Interface the roles' /metrics, /healthz, /readyz listen on (0.0.0.0 in pods).", "127.0.0.1")
     router_metrics_port: int = _doc("Port for the router's /metrics, /healthz, /readyz.", 9102)
     deliver_metrics_port: int = _doc("Port for the delivery worker's /metrics, /healthz, /readyz.", 9103)
     logsink_metrics_port: int = _doc("Port for the log sink's /metrics, /healthz, /readyz.", 9104)

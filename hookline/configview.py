@@ -1,0 +1,213 @@
+"""A live, in-memory view of the compacted webhook-config topic.
+
+Every role that needs configs (the API for reads, the router for the join, the workers for the
+current state of a webhook) runs one. It reads every partition from the beginning without a
+consumer group — like a GlobalTable, but without Faust's assignor traps (DESIGN §9) — and
+applies updates and tombstones as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from hookline.clients import consumer_config
+from hookline.settings import Settings
+from hookline.topics import CONFIG
+from hookline.webhooks import Webhook
+from schemas.codec import CodecError, decode
+
+__all__ = ["ConfigView"]
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, Webhook | None], None]
+
+
+class ConfigView:
+    """Consume the config topic in a background thread; serve lookups by id and by account."""
+
+    def __init__(self, settings: Settings, *, poll_timeout: float = 0.2) -> None:
+        self._settings = settings
+        self._topic = settings.topic(CONFIG)
+        self._poll_timeout = poll_timeout
+        self._by_id: dict[str, Webhook] = {}
+        self._by_account: dict[str, dict[str, Webhook]] = {}
+        self._positions: dict[int, int] = {}  # partition -> next offset to read
+        self._targets: dict[int, int] | None = None  # high watermarks at start: "caught up" line
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listeners: list[Listener] = []
+        self._ready = threading.Event()
+        self.bad_records = 0
+        self.error: BaseException | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> ConfigView:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="config-view", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> ConfigView:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(webhook_id, webhook_or_None)`` after every applied change."""
+        self._listeners.append(listener)
+
+    # -- waiting --------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """True once every record that existed when the view started has been applied."""
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        return self._ready.wait(timeout)
+
+    async def wait_ready_async(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._ready.is_set():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    def wait_applied(self, partition: int, offset: int, timeout: float = 10.0) -> bool:
+        """Block until the record at ``offset`` of ``partition`` has been applied."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._positions.get(partition, 0) <= offset:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    async def wait_applied_async(self, partition: int, offset: int, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._positions.get(partition, 0) <= offset:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    # -- lookups --------------------------------------------------------------------------------
+    def get(self, webhook_id: str) -> Webhook | None:
+        return self._by_id.get(webhook_id)
+
+    def for_account(self, account_id: str) -> list[Webhook]:
+        """The account's webhooks, ordered by (created_at, id)."""
+        hooks = list(self._by_account.get(account_id, {}).values())
+        hooks.sort(key=lambda w: (w.created_at, w.id))
+        return hooks
+
+    def subscribers(self, account_id: str, event_type: str) -> list[Webhook]:
+        """The account's webhooks that are active and subscribed to ``event_type``."""
+        return [w for w in self._by_account.get(account_id, {}).values() if w.wants(event_type)]
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def lag(self) -> int:
+        """Records between what was applied and the high watermarks seen at start (0 when ready)."""
+        if self._targets is None:
+            return -1
+        return sum(max(0, t - self._positions.get(p, 0)) for p, t in self._targets.items())
+
+    # -- the consumer thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._consume()
+        except BaseException as exc:  # surfaced through .error and readiness, never silent
+            self.error = exc
+            log.exception("config view stopped")
+
+    def _consume(self) -> None:
+        conf: dict[str, Any] = consumer_config(
+            self._settings, None, **{"enable.auto.commit": False, "group.id": "hookline-config-view"}
+        )
+        consumer = Consumer(conf)
+        try:
+            md = consumer.list_topics(self._topic, timeout=30)
+            tmd = md.topics.get(self._topic)
+            if tmd is None or tmd.error is not None:
+                raise RuntimeError(f"config topic {self._topic!r} is missing; run `hookline topics create`")
+            parts = sorted(tmd.partitions)
+            targets: dict[int, int] = {}
+            for p in parts:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=30)
+                targets[p] = high
+            self._targets = targets
+            consumer.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in parts])
+            self._check_ready()
+            while not self._stop.is_set():
+                msgs = consumer.consume(500, self._poll_timeout)
+                if not msgs:
+                    self._check_ready()
+                    continue
+                for msg in msgs:
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            log.warning("config view: consume error %s", err)
+                        continue
+                    self._apply(msg.key(), msg.value(), msg.partition(), msg.offset())
+                self._check_ready()
+        finally:
+            consumer.close()
+
+    def _check_ready(self) -> None:
+        if not self._ready.is_set() and self._targets is not None and self.lag() == 0:
+            self._ready.set()
+            log.info("config view ready: %d webhooks", len(self._by_id))
+
+    def _apply(self, key: bytes | None, value: bytes | None, partition: int, offset: int) -> None:
+        webhook_id = key.decode("utf-8", "replace") if key else None
+        hook: Webhook | None = None
+        if value is not None:
+            try:
+                hook = Webhook.from_record(decode(value, "WebhookConfig"))
+            except (CodecError, KeyError, TypeError, ValueError) as exc:
+                self.bad_records += 1
+                log.error("config view: undecodable config at %s/%d: %s", partition, offset, exc)
+                hook = None
+                value = None
+                webhook_id = None  # never let a bad record delete a good config
+            else:
+                if webhook_id != hook.id:
+                    self.bad_records += 1
+                    log.error("config view: key/id mismatch at %s/%d", partition, offset)
+                    hook, webhook_id = None, None
+        if webhook_id is not None:
+            old = self._by_id.get(webhook_id)
+            if hook is None:
+                self._by_id.pop(webhook_id, None)
+                if old is not None:
+                    self._by_account.get(old.account_id, {}).pop(webhook_id, None)
+            elif old is None or hook.version >= old.version:
+                self._by_id[webhook_id] = hook
+                if old is not None and old.account_id != hook.account_id:
+                    self._by_account.get(old.account_id, {}).pop(webhook_id, None)
+                self._by_account.setdefault(hook.account_id, {})[webhook_id] = hook
+            for listener in self._listeners:
+                listener(webhook_id, hook)
+        with self._cond:
+            self._positions[partition] = offset + 1
+            self._cond.notify_all()

@@ -1,0 +1,94 @@
+"""Build the JSON body a receiver gets for an event (DESIGN §1), once, as exact bytes.
+
+The router calls :func:`build_payload` once per event; the bytes travel inside the DeliveryTask
+and are signed and sent as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+__all__ = ["build_payload", "rfc3339"]
+
+
+def rfc3339(ms: int) -> str:
+    """Format epoch milliseconds as RFC 3339 UTC with millisecond precision (``...T12:00:00.000Z``)."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _contact(c: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": c["id"],
+        "email": c["email"],
+        "registeredAt": rfc3339(c["registeredAt"]),
+        "locale": c.get("locale"),
+        "sourceURL": c.get("sourceURL"),
+        "unsubscribed": c.get("unsubscribed", False),
+        "bounced": c.get("bounced", False),
+        "needsConfirmation": c.get("needsConfirmation", False),
+        "fields": [{"fieldName": f["fieldName"], "slug": f["slug"], "value": f.get("value")} for f in c["fields"]],
+        "tags": [{"id": t["id"], "name": t["name"]} for t in c["tags"]],
+    }
+
+
+def _sale(p: Mapping[str, Any]) -> dict[str, Any]:
+    cu, o, pp = p["customer"], p["order"], p["pricePlan"]
+    return {
+        "customer": {
+            "id": cu["id"],
+            "email": cu["email"],
+            "paymentProcessor": cu["paymentProcessor"],
+            "sourceUrl": cu.get("sourceUrl"),
+            "fields": dict(cu.get("fields") or {}),
+        },
+        "order": {"id": o["id"], "totalPrice": o["totalPrice"], "createdAt": rfc3339(o["createdAt"])},
+        "pricePlan": {
+            "id": pp["id"],
+            "name": pp["name"],
+            "innerName": pp.get("innerName"),
+            "currency": pp["currency"],
+            "type": pp["type"],
+            "amount": pp["amount"],
+        },
+    }
+
+
+def payload_document(event_type: str, p: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON document (before serialization) for one event payload record."""
+    if event_type == "CONTACT_CREATED":
+        return {"contact": _contact(p["contact"])}
+    if event_type in ("CONTACT_TAG_ADDED", "CONTACT_TAG_REMOVED"):
+        return {"contact": _contact(p["contact"]), "tag": {"id": p["tag"]["id"], "name": p["tag"]["name"]}}
+    if event_type == "CONTACT_OPT_IN":
+        fs = p["funnelStep"]
+        return {
+            "contact": _contact(p["contact"]),
+            "funnelStep": {
+                "id": fs["id"],
+                "name": fs["name"],
+                "type": fs.get("type", "optin"),
+                "funnel": {"id": fs["funnel"]["id"], "name": fs["funnel"]["name"]},
+            },
+        }
+    if event_type == "SALE_NEW":
+        return _sale(p)
+    if event_type == "SALE_CANCELED":
+        doc = _sale(p)
+        c = p["cancellation"]
+        doc["cancellation"] = {
+            "reason": c["reason"],
+            "canceledAt": rfc3339(c["canceledAt"]),
+            "originalOrderId": c.get("originalOrderId"),
+        }
+        return doc
+    raise ValueError(f"unknown event type {event_type!r}")
+
+
+def build_payload(event: Mapping[str, Any]) -> bytes:
+    """Serialize a decoded Event record's payload to the JSON bytes receivers get."""
+    return orjson.dumps(payload_document(event["type"], event["payload"]))
