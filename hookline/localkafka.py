@@ -31,6 +31,11 @@ __all__ = ["KafkaSetupError", "LocalKafka", "Status"]
 POM = Path(__file__).resolve().parent.parent / "deploy" / "local" / "pom.xml"
 
 
+# Brokers started by this process: kept referenced so Popen does not warn "still running" when
+# collected (the broker outlives the command that started it by design), and reaped on stop.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class KafkaSetupError(RuntimeError):
     """The local broker cannot be fetched or started; the message says what to do."""
 
@@ -223,6 +228,7 @@ class LocalKafka:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=env,
             )
+        _CHILDREN[proc.pid] = proc
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -267,11 +273,17 @@ class LocalKafka:
             while _alive(pid):
                 self._reap(pid)
                 time.sleep(0.05)
+        self._reap(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
 
     @staticmethod
     def _reap(pid: int) -> None:
+        child = _CHILDREN.get(pid)
+        if child is not None:
+            if child.poll() is not None:
+                del _CHILDREN[pid]
+            return
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
