@@ -1,0 +1,190 @@
+"""Signatures and headers of every delivery attempt (DESIGN §4).
+
+Two schemes sign the same body bytes with the same key:
+
+- systeme.io's ``X-Webhook-Signature``: lowercase hex HMAC-SHA256(key, body);
+- Standard Webhooks' ``webhook-signature``: ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}." + body)>``,
+  one entry per secret still valid, current secret first.
+
+The key of a ``whsec_<base64>`` secret is its base64-decoded bytes (the Standard Webhooks rule);
+the key of any other secret (systeme.io lets users type their own) is its UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = [
+    "SIGNATURE_HEADERS",
+    "SecretError",
+    "Signer",
+    "hmac_key",
+    "message_id",
+    "redact_headers",
+    "sign_headers",
+    "standard_signature",
+    "systeme_signature",
+]
+
+_WHSEC = "whsec_"
+
+#: Headers whose values are signatures, lowercase; :func:`redact_headers` hides them.
+SIGNATURE_HEADERS = frozenset({"x-webhook-signature", "webhook-signature"})
+
+_REDACTED = "redacted"
+
+
+class SecretError(ValueError):
+    """A webhook secret cannot be used as an HMAC key."""
+
+
+def hmac_key(secret: str) -> bytes:
+    """Return the HMAC key bytes of ``secret``.
+
+    Raise :class:`SecretError` for an empty secret or a ``whsec_`` secret that is not base64,
+    so that the API can refuse it when the webhook is saved rather than at delivery time.
+    """
+    if secret.startswith(_WHSEC):
+        encoded = secret[len(_WHSEC) :]
+        try:
+            # Standard alphabet; padding is optional, as in the reference libraries.
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except binascii.Error as exc:
+            raise SecretError("a whsec_ secret must be base64 after the prefix") from exc
+    else:
+        key = secret.encode("utf-8")
+    if not key:
+        raise SecretError("a webhook secret must not be empty")
+    return key
+
+
+def systeme_signature(secret: str, body: bytes) -> str:
+    """Return the ``X-Webhook-Signature`` value: lowercase hex HMAC-SHA256(key, body)."""
+    return hmac.new(hmac_key(secret), body, hashlib.sha256).hexdigest()
+
+
+def standard_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """Return one Standard Webhooks signature, ``v1,<base64 HMAC-SHA256(key, "{id}.{ts}." + body)>``."""
+    mac = hmac.new(hmac_key(secret), f"{msg_id}.{timestamp}.".encode(), hashlib.sha256)
+    mac.update(body)
+    return "v1," + base64.b64encode(mac.digest()).decode("ascii")
+
+
+def _rfc3339_ms(epoch_ms: int) -> str:
+    seconds, millis = divmod(epoch_ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+class Signer:
+    """Sign attempts for one set of secrets: build once per webhook config, reuse for every attempt.
+
+    ``secrets`` lists the current secret first, then rotated ones that are still valid. The
+    keyed HMAC states are computed here, so an attempt only hashes its own bytes.
+    """
+
+    __slots__ = ("_macs",)
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        if isinstance(secrets, str):
+            raise TypeError("secrets must be a sequence of secrets, not one string")
+        if not secrets:
+            raise SecretError("at least one secret is needed")
+        self._macs = tuple(hmac.new(hmac_key(s), digestmod=hashlib.sha256) for s in secrets)
+
+    def __repr__(self) -> str:
+        return f"Signer(<{len(self._macs)} secret(s)>)"
+
+    def systeme_signature(self, body: bytes) -> str:
+        """Return ``X-Webhook-Signature`` for ``body``, made with the current secret."""
+        mac = self._macs[0].copy()
+        mac.update(body)
+        return mac.hexdigest()
+
+    def standard_signature(self, msg_id: str, timestamp: int, body: bytes) -> str:
+        """Return ``webhook-signature``: a ``v1,...`` entry per secret, current first, space-separated."""
+        prefix = f"{msg_id}.{timestamp}.".encode()
+        parts = []
+        for base in self._macs:
+            mac = base.copy()
+            mac.update(prefix)
+            mac.update(body)
+            parts.append("v1," + base64.b64encode(mac.digest()).decode("ascii"))
+        return " ".join(parts)
+
+    def headers(
+        self,
+        *,
+        event_type: str,
+        msg_id: str,
+        attempt_id: str,
+        event_time_ms: int,
+        timestamp: int,
+        body: bytes,
+        user_agent: str,
+    ) -> list[tuple[str, str]]:
+        """Return every header of one attempt, in a fixed order (DESIGN §4).
+
+        ``event_time_ms`` is when the event happened (epoch milliseconds); ``timestamp`` is the
+        attempt's own time in Unix seconds, which Standard Webhooks receivers check for freshness.
+        """
+        return [
+            ("Content-Type", "application/json"),
+            ("User-Agent", user_agent),
+            ("X-Webhook-Event", event_type),
+            ("X-Webhook-Signature", self.systeme_signature(body)),
+            ("X-Webhook-Message-Id", msg_id),
+            ("X-Webhook-Delivery-Attempt-Id", attempt_id),
+            ("X-Webhook-Event-Timestamp", _rfc3339_ms(event_time_ms)),
+            ("webhook-id", msg_id),
+            ("webhook-timestamp", str(timestamp)),
+            ("webhook-signature", self.standard_signature(msg_id, timestamp, body)),
+        ]
+
+
+def sign_headers(
+    secrets: Sequence[str],
+    *,
+    event_type: str,
+    msg_id: str,
+    attempt_id: str,
+    event_time_ms: int,
+    timestamp: int,
+    body: bytes,
+    user_agent: str,
+) -> list[tuple[str, str]]:
+    """Return every header of one attempt; on a hot path, keep a :class:`Signer` instead."""
+    return Signer(secrets).headers(
+        event_type=event_type,
+        msg_id=msg_id,
+        attempt_id=attempt_id,
+        event_time_ms=event_time_ms,
+        timestamp=timestamp,
+        body=body,
+        user_agent=user_agent,
+    )
+
+
+def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Return ``headers`` as a dict with every signature value replaced by ``"redacted"``."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {name: _REDACTED if name.lower() in SIGNATURE_HEADERS else value for name, value in items}
+
+
+def _field(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def message_id(event_id: str, webhook_id: str) -> str:
+    """Return the stable message id of (event, webhook): the same on every attempt and redelivery.
+
+    ``msg_`` and 32 base32 characters (160 bits of SHA-256 over both ids, length-prefixed so
+    that no two pairs share an input).
+    """
+    digest = hashlib.sha256(b"hookline.message-id.v1\x00" + _field(event_id) + _field(webhook_id)).digest()
+    return "msg_" + base64.b32encode(digest[:20]).decode("ascii").lower()
