@@ -1,0 +1,125 @@
+"""The JSON a client sees: a webhook the way systeme.io's public API shows one (camelCase).
+
+The secret is not part of this shape; the create response adds it once, when it was generated.
+The pydantic models exist for the OpenAPI document only; responses are built as plain dicts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hookline.webhooks import Webhook
+
+__all__ = [
+    "ErrorBody",
+    "WebhookCreate",
+    "WebhookCreated",
+    "WebhookList",
+    "WebhookOut",
+    "WebhookPatch",
+    "present",
+    "rfc3339",
+]
+
+EventName = Literal[
+    "CONTACT_CREATED",
+    "CONTACT_TAG_ADDED",
+    "CONTACT_TAG_REMOVED",
+    "CONTACT_OPT_IN",
+    "SALE_NEW",
+    "SALE_CANCELED",
+]
+
+
+def rfc3339(millis: int | None) -> str | None:
+    if millis is None:
+        return None
+    moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
+
+
+def present(webhook: Webhook) -> dict[str, Any]:
+    """The public representation of ``webhook`` — never its secret."""
+    return {
+        "id": webhook.id,
+        "name": webhook.name,
+        "url": webhook.url,
+        "subscriptions": [
+            {"event": s.event, "disabledAt": rfc3339(s.disabled_at), "disabledReason": s.disabled_reason}
+            for s in webhook.subscriptions
+        ],
+        "active": webhook.active,
+        "disabledReason": webhook.disabled_reason,
+        "createdAt": rfc3339(webhook.created_at),
+        "updatedAt": rfc3339(webhook.updated_at),
+    }
+
+
+# -- OpenAPI documentation models ---------------------------------------------------------------
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WebhookCreate(_Doc):
+    name: str = Field(min_length=1, max_length=255, description="Printable characters, no line breaks.")
+    url: str = Field(max_length=2048, description="Absolute https URL of a public host.")
+    subscriptions: list[EventName] = Field(min_length=1, description="The events that trigger this webhook.")
+    secret: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=512,
+        description="Signing secret; omit it to have one generated (returned once, in this response).",
+    )
+    active: bool = True
+
+
+class WebhookPatch(_Doc):
+    """JSON merge-patch (RFC 7396): absent fields stay; ``subscriptions`` replaces the list."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    url: str | None = Field(default=None, max_length=2048)
+    subscriptions: list[EventName] | None = Field(default=None, min_length=1)
+    secret: str | None = Field(default=None, min_length=8, max_length=512, description="Rotates the secret.")
+    active: bool | None = None
+
+
+class SubscriptionOut(BaseModel):
+    event: EventName
+    disabledAt: str | None = Field(description="RFC 3339 time the platform disabled it, or null.")
+    disabledReason: str | None
+
+
+class WebhookOut(BaseModel):
+    id: str
+    name: str
+    url: str
+    subscriptions: list[SubscriptionOut]
+    active: bool
+    disabledReason: str | None = Field(description="Why the platform disabled the webhook, or null.")
+    createdAt: str
+    updatedAt: str
+
+
+class WebhookCreated(WebhookOut):
+    secret: str | None = Field(
+        default=None, description="The generated secret, present only when none was given. Shown once."
+    )
+
+
+class WebhookList(BaseModel):
+    items: list[WebhookOut]
+    hasMore: bool = Field(description="Pass the last item's id as startingAfter for the next page.")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. url_not_https.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
