@@ -39,6 +39,8 @@ class Router:
 
     def _build_app(self) -> faust.App:
         s = self.settings
+        datadir = s.home / "faust" / s.topic("router")
+        datadir.mkdir(parents=True, exist_ok=True)
         brokers = ";".join(f"kafka://{b.strip()}" for b in s.kafka_bootstrap.split(","))
         app = faust.App(
             s.topic("hookline-router"),
@@ -56,7 +58,7 @@ class Router:
             web_tables_enabled=False,
             autodiscover=False,
             store="memory://",
-            datadir=str(s.home / "faust" / s.topic("router")),
+            datadir=str(datadir),
             topic_partitions=1,
         )
         events = app.topic(

@@ -128,9 +128,9 @@ class Role:
 
     def start(self) -> Role:
         full_env = {**os.environ, **self.env}
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen([sys.executable, "-m", "hookline.cli", *self.args], env=full_env,
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([sys.executable, "-m", "hookline.cli", *self.args], env=full_env,
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
         return self
 
     def get(self, port: int, path: str) -> tuple[int, bytes]:

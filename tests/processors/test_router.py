@@ -142,7 +142,7 @@ def test_poison_records_go_to_dlq_once_and_router_keeps_running(settings: Settin
     valid = encode("Event", event_record("A", "SALE_NEW", "good-0"))
     unknown_fp = b"\xc3\x01" + b"\x11" * 8 + valid[10:]
     ev.put(event_record("A", "SALE_NEW", "good-1"))
-    ev.raw("sale-events", b"A", b"\x00garbage\xff")
+    ev.raw("sale-events", b"A", b"\x00garbage-bytes\xff")
     ev.put(event_record("A", "SALE_NEW", "good-2"))
     ev.raw("sale-events", b"A", unknown_fp)
     ev.raw("sale-events", b"A", None)  # tombstone on an event topic
@@ -159,7 +159,7 @@ def test_poison_records_go_to_dlq_once_and_router_keeps_running(settings: Settin
     assert sorted(d["reason"] for d in letters) == sorted(
         ["bad_magic", "unknown_fingerprint", "tombstone", "trailing_bytes"])
     assert all(d["stage"] == "router" and d["sourceTopic"] == settings.topic("sale-events") for d in letters)
-    assert {d["value"] for d in letters if d["value"]} >= {b"\x00garbage\xff", unknown_fp}
+    assert {d["value"] for d in letters if d["value"]} >= {b"\x00garbage-bytes\xff", unknown_fp}
     status, metrics = Role([], {}, Path("/dev/null")).get(port, "/metrics")
     assert status == 200
     assert b'hookline_router_dead_lettered_total{reason="tombstone"} 1.0' in metrics
