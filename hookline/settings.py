@@ -85,6 +85,11 @@ class Settings:
     max_webhooks_per_account: int = _doc("Cap on webhooks one account may own.", 100)
     connect_timeout: float = _doc("Seconds to establish a connection to a receiver.", 5.0)
     attempt_timeout: float = _doc("Total seconds one delivery attempt may take.", 15.0)
+    deliver_concurrency: int = _doc("HTTP requests one delivery worker keeps in flight at most.", 256)
+    deliver_webhook_concurrency: int = _doc("HTTP requests in flight to one webhook at most, per worker.", 16)
+    deliver_max_buffered: int = _doc("Tasks a delivery worker holds (waiting or in flight) before it pauses.", 5000)
+    deliver_drain_timeout: float = _doc("Seconds a delivery worker drains in-flight requests on SIGTERM.", 20.0)
+    deliver_instance_id: str = _doc("Static group member id of a delivery worker (e.g. the pod name); empty: none.", "")
     log_format: str = _doc("`json`, `text`, or `auto` (text on a terminal, JSON otherwise).", "auto")
     log_level: str = _doc("Root log level.", "INFO")
 
@@ -115,7 +120,10 @@ class Settings:
         """(variable, default, description) for every field, in declaration order."""
         rows = []
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default: Any = f.default
+            if default is dataclasses.MISSING:
+                factory: Any = f.default_factory
+                default = factory()
             shown = _render(default)
             rows.append((f"HOOKLINE_{f.name.upper()}", shown, str(f.metadata["doc"])))
         return rows
