@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from hookline.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,15 +40,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     host = args.host or settings.api_host
     port = args.port if args.port is not None else settings.api_port
-    config = uvicorn.Config(
+    uvicorn.Server(server_config(app, host, port)).run()
+    return 0
+
+
+def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    """The uvicorn configuration ``hookline api`` runs with (tests run the same)."""
+    import uvicorn
+
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
-        log_config=None,  # keep the redacting handler installed above
-        access_log=False,
+        log_config=None,  # keep the process's (redacting) logging setup
+        access_log=False,  # ours logs route templates; uvicorn's would log paths with query strings
         server_header=False,
         proxy_headers=False,
         lifespan="on",
+        ws="none",  # no websocket endpoints
     )
-    uvicorn.Server(config).run()
-    return 0

@@ -20,6 +20,7 @@ from hookline.clients import create_topics
 from hookline.sealing import generate_key
 from hookline.settings import Secret, Settings, load_settings
 from hookline.topics import CONFIG, all_topics
+from producers._cmd_api import server_config
 from producers.api import create_app
 
 KEY_A = "key-a-" + "a1" * 16
@@ -106,17 +107,7 @@ def start_api(settings: Settings) -> RunningApi:
     registry = CollectorRegistry()
     app = create_app(settings, registry=registry)
     port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        ws="none",
-        http="h11",
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
     thread.start()
     running = RunningApi(settings, f"http://127.0.0.1:{port}", registry, server, thread)
