@@ -178,7 +178,7 @@ class WebhookService:
                 version=1,
             )
             await self._put(hook, "create")
-        log.info("webhook created", extra={"webhook_id": webhook_id, "account": account})
+        log.info("webhook %s created by account %s", webhook_id, account)
         return hook, generated
 
     async def update(self, account: str, webhook_id: str, changes: WebhookChanges) -> Webhook:
@@ -218,7 +218,7 @@ class WebhookService:
             version = max(current.version, self._unapplied.get(webhook_id, 0)) + 1
             nxt = replace(nxt, version=version, updated_at=now)
             await self._put(nxt, "update")
-        log.info("webhook updated", extra={"webhook_id": webhook_id, "account": account, "version": version})
+        log.info("webhook %s updated by account %s (version %d)", webhook_id, account, version)
         return nxt
 
     async def delete(self, account: str, webhook_id: str) -> None:
@@ -233,7 +233,7 @@ class WebhookService:
             self._metrics.writes.labels("delete", "ok").inc()
             self._unapplied.pop(webhook_id, None)
             await self._await_applied(webhook_id, written)
-        log.info("webhook deleted", extra={"webhook_id": webhook_id, "account": account})
+        log.info("webhook %s deleted by account %s", webhook_id, account)
 
     async def _put(self, hook: Webhook, kind: str) -> None:
         try:

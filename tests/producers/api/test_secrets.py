@@ -102,7 +102,7 @@ def test_no_secret_in_reads_logs_metrics_or_topic_bytes(
     logs = caplog.text + "\n".join(
         r.getMessage() + (r.exc_text or "") + str(getattr(r, "__dict__", "")) for r in caplog.records
     )
-    assert "webhook created" in logs and "POST /api/webhooks 201" in logs  # the capture works
+    assert f"webhook {gen_id} created" in logs and "POST /api/webhooks 201" in logs  # the capture works
     for secret in (generated, TYPED, ROTATED, REFUSED.strip()):
         for piece in fragments(secret):
             assert piece not in raw, f"secret bytes on the config topic ({secret[:4]}...)"
