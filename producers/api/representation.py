@@ -37,7 +37,7 @@ EventName = Literal[
 def rfc3339(millis: int | None) -> str | None:
     if millis is None:
         return None
-    moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
+    moment = datetime.fromtimestamp(millis // 1000, tz=UTC)  # whole seconds: no float rounding
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
 
 

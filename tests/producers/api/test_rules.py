@@ -171,3 +171,88 @@ def test_missing_sealing_key_is_a_clear_start_up_error() -> None:
 
     with pytest.raises(KeyNotConfigured, match="HOOKLINE_SECRET_KEY is not set"):
         create_app(load_settings({}, api_keys=Secret("acct:the-key")))
+
+
+class _MemoryView:
+    """A ready-or-not view over a dict, for in-process app tests."""
+
+    def __init__(self, ready: bool = True) -> None:
+        self.ready = ready
+        self.error = None
+        self.hooks: dict[str, Webhook] = {}
+
+    def get(self, webhook_id: str) -> Webhook | None:
+        return self.hooks.get(webhook_id)
+
+    def for_account(self, account_id: str) -> list[Webhook]:
+        return sorted(
+            (h for h in self.hooks.values() if h.account_id == account_id), key=lambda h: (h.created_at, h.id)
+        )
+
+    async def wait_applied_async(self, partition: int, offset: int, timeout: float = 10.0) -> bool:
+        return True
+
+
+class _RefusingProducer:
+    """Acknowledges every write with a delivery error, as librdkafka does when the broker is gone."""
+
+    def __init__(self) -> None:
+        self.pending: list[Any] = []
+
+    def produce(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, *, on_delivery: Any
+    ) -> None:
+        self.pending.append(on_delivery)
+
+    def poll(self, timeout: float) -> int:
+        served, self.pending = self.pending, []
+        for callback in served:
+            callback(_KafkaErr(), None)
+        return len(served)
+
+    def flush(self, timeout: float) -> int:
+        return self.poll(0)
+
+
+class _KafkaErr:
+    def name(self) -> str:
+        return "_MSG_TIMED_OUT"
+
+
+def _in_process(app: Any, *requests: tuple[str, str, Any]) -> list[httpx.Response]:
+    async def scenario() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                return [
+                    await client.request(m, p, json=body, headers={"X-API-Key": "the-key"})
+                    for m, p, body in requests
+                ]
+
+    return asyncio.run(scenario())
+
+
+def _settings() -> Any:
+    return load_settings({}, api_keys=Secret("acct:the-key"), secret_key=Secret(generate_key()))
+
+
+def test_not_ready_view_answers_503_and_readyz_says_so() -> None:
+    app = create_app(_settings(), view=_MemoryView(ready=False), producer=_IdleProducer())
+    listed, ready = _in_process(app, ("GET", "/api/webhooks", None), ("GET", "/readyz", None))
+    assert listed.status_code == 503 and listed.json()["error"]["code"] == "unavailable"
+    assert listed.headers["retry-after"] == "1"
+    assert ready.status_code == 503
+
+
+def test_a_write_the_broker_refuses_is_a_503_and_is_counted() -> None:
+    view = _MemoryView()
+    app = create_app(_settings(), view=view, producer=_RefusingProducer())
+    body = {"name": "n", "url": "https://e.example/x", "subscriptions": ["SALE_NEW"]}
+    created, metrics = _in_process(app, ("POST", "/api/webhooks", body), ("GET", "/metrics", None))
+    assert created.status_code == 503, created.text
+    assert created.json()["error"] == {
+        "code": "unavailable",
+        "message": "the config topic refused the write (_MSG_TIMED_OUT)",
+    }
+    assert 'hookline_api_config_writes_total{kind="create",outcome="failed"} 1.0' in metrics.text
+    assert not view.hooks
