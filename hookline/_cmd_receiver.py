@@ -24,8 +24,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     secret = args.secret or os.environ.get("HOOKLINE_RECEIVER_SECRET", "")
     if not secret:
-        print("hookline receiver: give the webhook's secret with --secret or HOOKLINE_RECEIVER_SECRET",
-              file=sys.stderr)
+        print(
+            "hookline receiver: give the webhook's secret with --secret or HOOKLINE_RECEIVER_SECRET",
+            file=sys.stderr,
+        )
         return 2
     receiver = Receiver(secret, fail_rate=args.fail_rate)
     print(f"receiver listening on http://{args.host}:{args.port}/", flush=True)

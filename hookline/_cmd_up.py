@@ -13,10 +13,15 @@ ROLES = ["api", "router", "deliver"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roles", default=",".join(ROLES), help=f"roles to run (default {','.join(ROLES)})")
     p.add_argument("--no-demo", action="store_true", help="no demo receiver, webhook or sample events")
-    p.add_argument("--events", type=int, default=24, help="sample events to publish for the demo (default 24)")
+    p.add_argument(
+        "--events", type=int, default=24, help="sample events to publish for the demo (default 24)"
+    )
     p.add_argument("--receiver-port", type=int, default=8001)
-    p.add_argument("--exit-after-demo", action="store_true",
-                   help="stop everything once every demo delivery arrived verified (exit 1 if not in time)")
+    p.add_argument(
+        "--exit-after-demo",
+        action="store_true",
+        help="stop everything once every demo delivery arrived verified (exit 1 if not in time)",
+    )
     p.add_argument("--keep-kafka", action="store_true", help="leave the local broker running on exit")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the demo deliveries")
 
@@ -43,16 +48,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         pipeline.say("─" * 60)
         pipeline.say(f"API + web page : http://127.0.0.1:{s.api_port}/   (X-API-Key: {api_key})")
         pipeline.say(f"OpenAPI        : http://127.0.0.1:{s.api_port}/openapi.json")
-        pipeline.say(f"metrics        : router :{s.router_metrics_port}  deliver :{s.deliver_metrics_port}  "
-                     f"logsink :{s.logsink_metrics_port}  (/metrics, /healthz, /readyz)")
-        pipeline.say(f"more events    : .venv/bin/hookline produce --count 100 --account demo")
+        pipeline.say(
+            f"metrics        : router :{s.router_metrics_port}  deliver :{s.deliver_metrics_port}  "
+            f"logsink :{s.logsink_metrics_port}  (/metrics, /healthz, /readyz)"
+        )
+        pipeline.say("more events    : .venv/bin/hookline produce --count 100 --account demo")
         pipeline.say("─" * 60)
         if demo and args.events and "deliver" in roles:
             ok = pipeline.wait_verified(args.events, args.timeout)
             if ok:
                 pipeline.say(f"all {args.events} demo deliveries arrived with valid signatures")
             else:
-                pipeline.say(f"only {len(pipeline.verified)} of {args.events} demo deliveries arrived in time")
+                pipeline.say(
+                    f"only {len(pipeline.verified)} of {args.events} demo deliveries arrived in time"
+                )
                 if args.exit_after_demo:
                     return 1
         if args.exit_after_demo:

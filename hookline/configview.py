@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from hookline.clients import consumer_config
 from hookline.settings import Settings
@@ -33,7 +33,7 @@ Listener = Callable[[str, Webhook | None], None]
 class ConfigView:
     """Consume the config topic in a background thread; serve lookups by id and by account."""
 
-    def __init__(self, settings: Settings, *, poll_timeout: float = 0.2) -> None:
+    def __init__(self, settings: Settings, *, poll_timeout: float = 0.1) -> None:
         self._settings = settings
         self._topic = settings.topic(CONFIG)
         self._poll_timeout = poll_timeout
@@ -145,33 +145,52 @@ class ConfigView:
         )
         consumer = Consumer(conf)
         try:
-            md = consumer.list_topics(self._topic, timeout=30)
-            tmd = md.topics.get(self._topic)
-            if tmd is None or tmd.error is not None:
-                raise RuntimeError(f"config topic {self._topic!r} is missing; run `hookline topics create`")
-            parts = sorted(tmd.partitions)
-            targets: dict[int, int] = {}
-            for p in parts:
-                _low, high = consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=30)
-                targets[p] = high
+            parts, targets = self._partitions_and_ends(consumer)
             self._targets = targets
             consumer.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in parts])
             self._check_ready()
             while not self._stop.is_set():
-                msgs = consumer.consume(500, self._poll_timeout)
+                # Wait for one record, then take whatever else is already fetched without waiting:
+                # a write is applied as soon as it arrives, not when a batch fills up.
+                msgs = consumer.consume(1, self._poll_timeout)
                 if not msgs:
                     self._check_ready()
                     continue
+                msgs += consumer.consume(1000, 0)
                 for msg in msgs:
                     err = msg.error()
                     if err is not None:
                         if err.code() != KafkaError._PARTITION_EOF:
                             log.warning("config view: consume error %s", err)
                         continue
-                    self._apply(msg.key(), msg.value(), msg.partition(), msg.offset())
+                    self._apply(msg.key(), msg.value(), int(msg.partition() or 0), int(msg.offset() or 0))
                 self._check_ready()
         finally:
             consumer.close()
+
+    def _partitions_and_ends(self, consumer: Consumer) -> tuple[list[int], dict[int, int]]:
+        """The topic's partitions and their high watermarks; retried while leaders settle."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                md = consumer.list_topics(self._topic, timeout=10)
+                tmd = md.topics.get(self._topic)
+                if tmd is None or tmd.error is not None:
+                    raise LookupError(
+                        f"config topic {self._topic!r} is missing; run `hookline topics create`"
+                    )
+                parts = sorted(tmd.partitions)
+                targets = {
+                    p: consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=10)[1]
+                    for p in parts
+                }
+                return parts, targets
+            except (KafkaException, LookupError) as exc:
+                # Right after topic creation a partition may have no leader yet.
+                if time.monotonic() > deadline or self._stop.is_set():
+                    raise
+                log.info("config view: waiting for the config topic (%s)", exc)
+                time.sleep(0.5)
 
     def _check_ready(self) -> None:
         if not self._ready.is_set() and self._targets is not None and self.lag() == 0:

@@ -11,6 +11,7 @@ Layout under ``settings.home``::
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shutil
@@ -22,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from hookline.clients import BrokerUnavailable, wait_for_broker
 from hookline.settings import Settings
@@ -77,7 +79,7 @@ def _alive(pid: int) -> bool:
 class LocalKafka:
     """Fetch, start, stop and inspect the local broker described by ``settings``."""
 
-    def __init__(self, settings: Settings, out: object = None) -> None:
+    def __init__(self, settings: Settings, out: TextIO | None = None) -> None:
         self.settings = settings
         self.dir = settings.home / "kafka"
         self.libs = settings.kafka_libs_dir
@@ -88,28 +90,39 @@ class LocalKafka:
         self._out = out if out is not None else sys.stderr
 
     def _say(self, msg: str) -> None:
-        print(f"[kafka] {msg}", file=self._out, flush=True)  # type: ignore[call-overload]
+        print(f"[kafka] {msg}", file=self._out, flush=True)
 
     # -- fetching -----------------------------------------------------------------------------
     def fetch(self) -> Path:
         """Copy the broker's jars from Maven into the cache (a no-op when the pom is unchanged)."""
         marker = self.libs / ".pom-sha256"
         digest = hashlib.sha256(POM.read_bytes()).hexdigest()
-        if marker.exists() and marker.read_text().strip() == digest and any(self.libs.glob("kafka_2.13-*.jar")):
+        if (
+            marker.exists()
+            and marker.read_text().strip() == digest
+            and any(self.libs.glob("kafka_2.13-*.jar"))
+        ):
             return self.libs
         mvn = shutil.which("mvn")
         if mvn is None:
             raise KafkaSetupError(
                 "Maven (`mvn`) is not installed; it fetches the Kafka jars from Maven Central. "
-                "Install it (Debian: `apt-get install maven`) or point HOOKLINE_KAFKA_BOOTSTRAP at a running broker."
+                "Install it (Debian: `apt-get install maven`) "
+                "or point HOOKLINE_KAFKA_BOOTSTRAP at a running broker."
             )
         self._say(f"fetching Apache Kafka jars with Maven into {self.libs} ...")
         if self.libs.exists():
             shutil.rmtree(self.libs)
         self.libs.mkdir(parents=True)
         cmd = [
-            mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={self.libs.resolve()}", "-DincludeScope=runtime",
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={self.libs.resolve()}",
+            "-DincludeScope=runtime",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -211,22 +224,47 @@ class LocalKafka:
         props = self._write_config()
         env = dict(os.environ)
         env.pop("KAFKA_OPTS", None)
-        base = [java, f"-Dlog4j2.configurationFile={(self.dir / 'log4j2.properties').resolve()}",
-                "-cp", self._classpath()]
+        base = [
+            java,
+            f"-Dlog4j2.configurationFile={(self.dir / 'log4j2.properties').resolve()}",
+            "-cp",
+            self._classpath(),
+        ]
         fmt = subprocess.run(
-            [*base, "kafka.tools.StorageTool", "format", "-t", self._cluster_id(), "-c", str(props),
-             "--ignore-formatted"],
-            capture_output=True, text=True, env=env,
+            [
+                *base,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                self._cluster_id(),
+                "-c",
+                str(props),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
         )
         if fmt.returncode != 0:
             raise KafkaSetupError("formatting Kafka storage failed:\n" + (fmt.stdout + fmt.stderr)[-2000:])
         self._say(f"starting Apache Kafka on {self.bootstrap} (log: {self.log_file})")
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
-                [*base[:1], f"-Xmx{self.settings.kafka_heap}", f"-Xms{self.settings.kafka_heap}",
-                 "-XX:+UseG1GC", "-Djava.awt.headless=true", *base[1:], "kafka.Kafka", str(props)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=env,
+                [
+                    *base[:1],
+                    f"-Xmx{self.settings.kafka_heap}",
+                    f"-Xms{self.settings.kafka_heap}",
+                    "-XX:+UseG1GC",
+                    "-Djava.awt.headless=true",
+                    *base[1:],
+                    "kafka.Kafka",
+                    str(props),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
             )
         _CHILDREN[proc.pid] = proc
         self.pid_file.write_text(str(proc.pid))
@@ -239,8 +277,10 @@ class LocalKafka:
                 )
             if _port_open(self.settings.kafka_port):
                 try:
-                    wait_for_broker(self.settings.replace(kafka_bootstrap=self.bootstrap),
-                                    timeout=max(1.0, deadline - time.monotonic()))
+                    wait_for_broker(
+                        self.settings.replace(kafka_bootstrap=self.bootstrap),
+                        timeout=max(1.0, deadline - time.monotonic()),
+                    )
                     break
                 except BrokerUnavailable:
                     continue
@@ -284,7 +324,5 @@ class LocalKafka:
             if child.poll() is not None:
                 del _CHILDREN[pid]
             return
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass

@@ -23,8 +23,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)(https?://[^\s?#\"']+)\?[^\s\"']*"), r"\1?***"),  # query strings may carry tokens
     (re.compile(r"whsec_[A-Za-z0-9+/=_-]+"), "whsec_***"),
     (re.compile(r"(?i)(v1,)[A-Za-z0-9+/=]{20,}"), r"\1***"),
-    (re.compile(r"(?i)(x-api-key|authorization|x-webhook-signature|webhook-signature)(['\"]?\s*[:=]\s*['\"]?)"
-                r"[^\s,'\"}]+"), r"\1\2***"),
+    (
+        re.compile(
+            r"(?i)(x-api-key|authorization|x-webhook-signature|webhook-signature)(['\"]?\s*[:=]\s*['\"]?)"
+            r"[^\s,'\"}]+"
+        ),
+        r"\1\2***",
+    ),
 )
 
 _STANDARD = set(vars(logging.makeLogRecord({})))

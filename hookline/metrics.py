@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["ConfigViewMetrics", "DeliveryMetrics", "RouterMetrics", "metric_names"]
+__all__ = [
+    "ApiMetrics",
+    "ConfigViewMetrics",
+    "DeliveryMetrics",
+    "RouterMetrics",
+    "metric_names",
+    "status_class",
+]
 
 NS = "hookline"
 
@@ -18,16 +25,51 @@ NS = "hookline"
 OUTCOMES = ("delivered", "failed", "skipped", "dead_lettered")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 ERROR_CLASSES = (
-    "none", "timeout", "connect", "tls", "dns", "blocked_address", "http_4xx", "http_5xx", "redirect",
-    "invalid_task", "other",
+    "none",
+    "timeout",
+    "connect",
+    "tls",
+    "dns",
+    "blocked_address",
+    "http_4xx",
+    "http_5xx",
+    "redirect",
+    "invalid_task",
+    "other",
 )
 EVENT_TYPES = (
-    "CONTACT_CREATED", "CONTACT_TAG_ADDED", "CONTACT_TAG_REMOVED", "CONTACT_OPT_IN", "SALE_NEW", "SALE_CANCELED",
+    "CONTACT_CREATED",
+    "CONTACT_TAG_ADDED",
+    "CONTACT_TAG_REMOVED",
+    "CONTACT_OPT_IN",
+    "SALE_NEW",
+    "SALE_CANCELED",
 )
 
 # Event-to-delivery latency spans seconds to hours (retries wait up to a day).
-E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600,
-               43200, 86400, 172800)
+E2E_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    900,
+    1800,
+    3600,
+    7200,
+    21600,
+    43200,
+    86400,
+    172800,
+)
 
 
 def attempt_buckets(timeout: float) -> tuple[float, ...]:
@@ -43,21 +85,38 @@ class RouterMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.events_consumed = Counter(
-            f"{NS}_router_events_consumed_total", "Event records read from the event topics.", ["event_type"],
-            registry=r)
+            f"{NS}_router_events_consumed_total",
+            "Event records read from the event topics.",
+            ["event_type"],
+            registry=r,
+        )
         self.tasks_routed = Counter(
-            f"{NS}_router_tasks_routed_total", "Delivery tasks produced (one per event and webhook).",
-            ["event_type"], registry=r)
+            f"{NS}_router_tasks_routed_total",
+            "Delivery tasks produced (one per event and webhook).",
+            ["event_type"],
+            registry=r,
+        )
         self.events_unmatched = Counter(
-            f"{NS}_router_events_unmatched_total", "Events no webhook subscribes to.", ["event_type"], registry=r)
+            f"{NS}_router_events_unmatched_total",
+            "Events no webhook subscribes to.",
+            ["event_type"],
+            registry=r,
+        )
         self.dead_lettered = Counter(
-            f"{NS}_router_dead_lettered_total", "Event records sent to the DLQ.", ["reason"], registry=r)
+            f"{NS}_router_dead_lettered_total", "Event records sent to the DLQ.", ["reason"], registry=r
+        )
         self.route_seconds = Histogram(
-            f"{NS}_router_route_seconds", "Time to decode, join and produce one event.",
-            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1), registry=r)
+            f"{NS}_router_route_seconds",
+            "Time to decode, join and produce one event.",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
+            registry=r,
+        )
         self.consumer_lag = Gauge(
-            f"{NS}_consumer_lag_records", "Records behind the end of the assigned partitions.", ["role"],
-            registry=r)
+            f"{NS}_consumer_lag_records",
+            "Records behind the end of the assigned partitions.",
+            ["role"],
+            registry=r,
+        )
 
 
 @dataclass
@@ -68,30 +127,50 @@ class DeliveryMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.deliveries = Counter(
-            f"{NS}_deliveries_total", "Delivery attempts by outcome, status class and error class.",
-            ["outcome", "status_class", "error_class"], registry=r)
+            f"{NS}_deliveries_total",
+            "Delivery attempts by outcome, status class and error class.",
+            ["outcome", "status_class", "error_class"],
+            registry=r,
+        )
         self.attempt_seconds = Histogram(
-            f"{NS}_delivery_attempt_seconds", "Duration of one HTTP delivery attempt.",
-            buckets=attempt_buckets(self.attempt_timeout), registry=r)
+            f"{NS}_delivery_attempt_seconds",
+            "Duration of one HTTP delivery attempt.",
+            buckets=attempt_buckets(self.attempt_timeout),
+            registry=r,
+        )
         self.event_to_delivery_seconds = Histogram(
-            f"{NS}_event_to_delivery_seconds", "From the event's occurrence to a successful delivery.",
-            buckets=E2E_BUCKETS, registry=r)
+            f"{NS}_event_to_delivery_seconds",
+            "From the event's occurrence to a successful delivery.",
+            buckets=E2E_BUCKETS,
+            registry=r,
+        )
         self.attempt_number = Histogram(
-            f"{NS}_delivery_attempt_number", "Attempt number of each finished message (delivered or DLQ).",
-            buckets=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20), registry=r)
+            f"{NS}_delivery_attempt_number",
+            "Attempt number of each finished message (delivered or DLQ).",
+            buckets=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20),
+            registry=r,
+        )
         self.in_flight = Gauge(f"{NS}_deliveries_in_flight", "HTTP requests currently in flight.", registry=r)
         self.retries_scheduled = Counter(
-            f"{NS}_retries_scheduled_total", "Tasks sent to a retry tier.", ["tier"], registry=r)
+            f"{NS}_retries_scheduled_total", "Tasks sent to a retry tier.", ["tier"], registry=r
+        )
         self.dead_lettered = Counter(
-            f"{NS}_delivery_dead_lettered_total", "Tasks sent to the DLQ.", ["reason"], registry=r)
+            f"{NS}_delivery_dead_lettered_total", "Tasks sent to the DLQ.", ["reason"], registry=r
+        )
         self.blocked_addresses = Counter(
-            f"{NS}_blocked_addresses_total", "Attempts refused because the target address is not public.",
-            registry=r)
+            f"{NS}_blocked_addresses_total",
+            "Attempts refused because the target address is not public.",
+            registry=r,
+        )
         self.webhooks_disabled = Counter(
-            f"{NS}_webhooks_disabled_total", "Webhooks switched off by the platform.", ["reason"], registry=r)
+            f"{NS}_webhooks_disabled_total", "Webhooks switched off by the platform.", ["reason"], registry=r
+        )
         self.consumer_lag = Gauge(
-            f"{NS}_consumer_lag_records", "Records behind the end of the assigned partitions.", ["role"],
-            registry=r)
+            f"{NS}_consumer_lag_records",
+            "Records behind the end of the assigned partitions.",
+            ["role"],
+            registry=r,
+        )
 
 
 @dataclass
@@ -102,14 +181,67 @@ class ConfigViewMetrics:
         r = self.registry
         self.webhooks = Gauge(f"{NS}_config_webhooks", "Webhooks in this process's config view.", registry=r)
         self.bad_records = Counter(
-            f"{NS}_config_bad_records_total", "Config records that could not be decoded.", registry=r)
+            f"{NS}_config_bad_records_total", "Config records that could not be decoded.", registry=r
+        )
+
+
+METHODS = ("GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS")
+WRITE_KINDS = ("create", "update", "delete")
+WRITE_OUTCOMES = ("ok", "failed")
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx" if 100 <= status < 600 else "none"
+
+
+@dataclass
+class ApiMetrics:
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            f"{NS}_api_requests_total",
+            "API requests by route template, method and status class.",
+            ["route", "method", "status_class"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            f"{NS}_api_request_seconds",
+            "Time to answer an API request, by route template.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.writes = Counter(
+            f"{NS}_api_config_writes_total",
+            "Webhook config writes produced to the config topic, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            f"{NS}_api_auth_failures_total", "Requests refused for a missing or unknown API key.", registry=r
+        )
+        self.view_ready = Gauge(
+            f"{NS}_api_config_view_ready",
+            "1 once the API's config view has caught up with the topic.",
+            registry=r,
+        )
+        for kind in WRITE_KINDS:
+            for outcome in WRITE_OUTCOMES:
+                self.writes.labels(kind, outcome)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "other"
+        self.requests.labels(route, method, status_class(status)).inc()
+        self.request_seconds.labels(route).observe(seconds)
 
 
 def metric_names() -> set[str]:
     """Every sample name the roles can export (dashboards and rules are checked against it)."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     names: set[str] = set()
-    for build in (RouterMetrics, DeliveryMetrics, ConfigViewMetrics):
+    for build in (ApiMetrics, RouterMetrics, DeliveryMetrics, ConfigViewMetrics):
         reg = CollectorRegistry()
         build(reg)
         for fam in reg.collect():

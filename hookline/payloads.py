@@ -31,7 +31,9 @@ def _contact(c: Mapping[str, Any]) -> dict[str, Any]:
         "unsubscribed": c.get("unsubscribed", False),
         "bounced": c.get("bounced", False),
         "needsConfirmation": c.get("needsConfirmation", False),
-        "fields": [{"fieldName": f["fieldName"], "slug": f["slug"], "value": f.get("value")} for f in c["fields"]],
+        "fields": [
+            {"fieldName": f["fieldName"], "slug": f["slug"], "value": f.get("value")} for f in c["fields"]
+        ],
         "tags": [{"id": t["id"], "name": t["name"]} for t in c["tags"]],
     }
 

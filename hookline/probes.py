@@ -42,7 +42,11 @@ class ProbeServer:
                     body, ctype, code = (b"ok\n" if ok else b"unhealthy\n"), "text/plain", 200 if ok else 503
                 elif path == "/readyz":
                     ok = probe.ready()
-                    body, ctype, code = (b"ready\n" if ok else b"not ready\n"), "text/plain", 200 if ok else 503
+                    body, ctype, code = (
+                        (b"ready\n" if ok else b"not ready\n"),
+                        "text/plain",
+                        200 if ok else 503,
+                    )
                 else:
                     body, ctype, code = b"not found\n", "text/plain", 404
                 self.send_response(code)
@@ -51,7 +55,7 @@ class ProbeServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+            def log_message(self, format: str, *args: object) -> None:
                 del format, args  # probes are polled every few seconds; keep logs quiet
 
         self.ready = ready

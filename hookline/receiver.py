@@ -34,7 +34,9 @@ class Verdict:
         return self.systeme_ok and self.standard_ok and self.fresh
 
 
-def verify(secret: str, headers: dict[str, str], body: bytes, now: float, tolerance: float = 300.0) -> Verdict:
+def verify(
+    secret: str, headers: dict[str, str], body: bytes, now: float, tolerance: float = 300.0
+) -> Verdict:
     """Check both signatures of one request (headers with lower-case names)."""
     key = hmac_key(secret)
     expected_hex = hmac.new(key, body, hashlib.sha256).hexdigest()
@@ -70,9 +72,15 @@ class Receiver:
         event = headers.get("x-webhook-event", "?")
         if not verdict.ok:
             self.rejected += 1
-            why = ", ".join(n for n, ok in (("X-Webhook-Signature", verdict.systeme_ok),
-                                            ("webhook-signature", verdict.standard_ok),
-                                            ("webhook-timestamp", verdict.fresh)) if not ok)
+            why = ", ".join(
+                n
+                for n, ok in (
+                    ("X-Webhook-Signature", verdict.systeme_ok),
+                    ("webhook-signature", verdict.standard_ok),
+                    ("webhook-timestamp", verdict.fresh),
+                )
+                if not ok
+            )
             print(f"REJECTED {event:20} {msg_id} bad {why}", file=self.out, flush=True)
             return web.json_response({"error": f"invalid {why}"}, status=401)
         if self.fail_rate and self.rng.random() < self.fail_rate:
@@ -84,7 +92,8 @@ class Receiver:
         print(
             f"VERIFIED {event:20} {msg_id} {len(body)} bytes, both signatures valid"
             + (" (duplicate)" if duplicate else ""),
-            file=self.out, flush=True,
+            file=self.out,
+            flush=True,
         )
         return web.json_response({"received": True})
 

@@ -60,9 +60,11 @@ def _doc(text: str, default: Any) -> Any:
 class Settings:
     kafka_bootstrap: str = _doc("Kafka bootstrap servers, comma-separated.", "127.0.0.1:9092")
     topic_prefix: str = _doc("Prefix for every topic name (and consumer group).", "")
-    api_keys: Secret = _doc("`account:key` pairs, comma-separated; keys are hashed when loaded.", lambda: Secret(""))
+    api_keys: Secret = _doc(
+        "`account:key` pairs, comma-separated; keys are hashed when loaded.", lambda: Secret("")
+    )
     secret_key: Secret = _doc(
-        "Keys that encrypt webhook secrets at rest: `[kid:]base64url32bytes`, comma-separated, first encrypts.",
+        "Keys encrypting webhook secrets at rest: `[kid:]base64url32bytes`, comma-separated; first encrypts.",
         lambda: Secret(""),
     )
     allow_networks: tuple[str, ...] = _doc("CIDRs exempt from the outbound address check.", ())
@@ -70,15 +72,24 @@ class Settings:
         "Retry delays in seconds after the first attempt, comma-separated.", DEFAULT_RETRY_SCHEDULE
     )
     retry_jitter: float = _doc("Relative jitter applied to every retry delay (0.2 = ±20 %).", 0.2)
-    database_url: Secret = _doc("Delivery log store: `sqlite:///path` or `postgresql://...`.", lambda: Secret(""))
+    database_url: Secret = _doc(
+        "Delivery log store: `sqlite:///path` or `postgresql://...`.", lambda: Secret("")
+    )
+    log_retention_days: int = _doc(
+        "Days the log store keeps a message after its last attempt; 0 keeps forever.", 30
+    )
     home: Path = _doc("Working directory for the local broker, its jars, data and logs.", Path(".hookline"))
-    kafka_libs: Path = _doc("Cache of the broker's jars fetched by Maven (default: <home>/kafka-libs).", Path(""))
+    kafka_libs: Path = _doc(
+        "Cache of the broker's jars fetched by Maven (default: <home>/kafka-libs).", Path("")
+    )
     kafka_port: int = _doc("Port of the local broker's client listener.", 9092)
     kafka_controller_port: int = _doc("Port of the local broker's KRaft controller listener.", 9093)
     kafka_heap: str = _doc("Java heap of the local broker.", "768m")
     api_host: str = _doc("Interface the API and web page listen on.", "127.0.0.1")
     api_port: int = _doc("Port of the API and web page.", 8080)
-    metrics_host: str = _doc("Interface the roles' /metrics, /healthz, /readyz listen on (0.0.0.0 in pods).", "127.0.0.1")
+    metrics_host: str = _doc(
+        "Interface the roles' /metrics, /healthz, /readyz listen on (0.0.0.0 in pods).", "127.0.0.1"
+    )
     router_metrics_port: int = _doc("Port for the router's /metrics, /healthz, /readyz.", 9102)
     deliver_metrics_port: int = _doc("Port for the delivery worker's /metrics, /healthz, /readyz.", 9103)
     logsink_metrics_port: int = _doc("Port for the log sink's /metrics, /healthz, /readyz.", 9104)
@@ -87,9 +98,15 @@ class Settings:
     attempt_timeout: float = _doc("Total seconds one delivery attempt may take.", 15.0)
     deliver_concurrency: int = _doc("HTTP requests one delivery worker keeps in flight at most.", 256)
     deliver_webhook_concurrency: int = _doc("HTTP requests in flight to one webhook at most, per worker.", 16)
-    deliver_max_buffered: int = _doc("Tasks a delivery worker holds (waiting or in flight) before it pauses.", 5000)
-    deliver_drain_timeout: float = _doc("Seconds a delivery worker drains in-flight requests on SIGTERM.", 20.0)
-    deliver_instance_id: str = _doc("Static group member id of a delivery worker (e.g. the pod name); empty: none.", "")
+    deliver_max_buffered: int = _doc(
+        "Tasks a delivery worker holds (waiting or in flight) before it pauses.", 5000
+    )
+    deliver_drain_timeout: float = _doc(
+        "Seconds a delivery worker drains in-flight requests on SIGTERM.", 20.0
+    )
+    deliver_instance_id: str = _doc(
+        "Static group member id of a delivery worker (e.g. the pod name); empty: none.", ""
+    )
     log_format: str = _doc("`json`, `text`, or `auto` (text on a terminal, JSON otherwise).", "auto")
     log_level: str = _doc("Root log level.", "INFO")
 
@@ -103,6 +120,8 @@ class Settings:
             raise SettingsError("HOOKLINE_RETRY_SCHEDULE: delays must be >= 0")
         if not 0 <= self.retry_jitter < 1:
             raise SettingsError("HOOKLINE_RETRY_JITTER: must be in [0, 1)")
+        if self.log_retention_days < 0:
+            raise SettingsError("HOOKLINE_LOG_RETENTION_DAYS: must be >= 0")
 
     @property
     def kafka_libs_dir(self) -> Path:

@@ -20,7 +20,6 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
 from hookline.clients import BrokerUnavailable, create_topics, wait_for_broker
@@ -90,15 +89,17 @@ class Pipeline:
     def _env(self, local: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         s = self.settings
-        env.update({
-            "HOOKLINE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-            "HOOKLINE_TOPIC_PREFIX": s.topic_prefix,
-            "HOOKLINE_HOME": str(s.home),
-            "HOOKLINE_LOG_FORMAT": "text",
-            "HOOKLINE_SECRET_KEY": s.secret_key.get() or local["HOOKLINE_SECRET_KEY"],
-            "HOOKLINE_RECEIVER_SECRET": local["HOOKLINE_RECEIVER_SECRET"],
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "HOOKLINE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+                "HOOKLINE_TOPIC_PREFIX": s.topic_prefix,
+                "HOOKLINE_HOME": str(s.home),
+                "HOOKLINE_LOG_FORMAT": "text",
+                "HOOKLINE_SECRET_KEY": s.secret_key.get() or local["HOOKLINE_SECRET_KEY"],
+                "HOOKLINE_RECEIVER_SECRET": local["HOOKLINE_RECEIVER_SECRET"],
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         keys = s.api_keys.get()
         demo_pair = f"{DEMO_ACCOUNT}:{local['HOOKLINE_DEMO_API_KEY']}"
         env["HOOKLINE_API_KEYS"] = f"{keys},{demo_pair}" if keys else demo_pair
@@ -109,8 +110,12 @@ class Pipeline:
 
     def _start(self, child: Child, env: dict[str, str]) -> None:
         child.proc = subprocess.Popen(
-            [sys.executable, "-m", "hookline.cli", *child.args], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "hookline.cli", *child.args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         child.pump = threading.Thread(target=self._pump, args=(child,), daemon=True)
         child.pump.start()
@@ -133,7 +138,9 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if child.proc.poll() is not None:
-                raise UpError(f"{child.name} exited with code {child.proc.returncode} (see its log lines above)")
+                raise UpError(
+                    f"{child.name} exited with code {child.proc.returncode} (see its log lines above)"
+                )
             if child.ready_url is None or _http(child.ready_url)[0] == 200:
                 return
             time.sleep(0.25)
@@ -195,8 +202,19 @@ class Pipeline:
             if events:
                 self.say(f"publishing {events} sample events for account {DEMO_ACCOUNT!r}")
                 produced = subprocess.run(
-                    [sys.executable, "-m", "hookline.cli", "produce", "--count", str(events),
-                     "--account", DEMO_ACCOUNT], env=env, capture_output=True, text=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "hookline.cli",
+                        "produce",
+                        "--count",
+                        str(events),
+                        "--account",
+                        DEMO_ACCOUNT,
+                    ],
+                    env=env,
+                    capture_output=True,
+                    text=True,
                 )
                 if produced.returncode != 0:
                     raise UpError("publishing sample events failed:\n" + produced.stderr[-2000:])
@@ -209,15 +227,29 @@ class Pipeline:
         if status != 200:
             raise UpError(f"listing webhooks failed with {status}: {body[:300]!r}")
         existing = [w for w in json.loads(body)["items"] if w["name"] == DEMO_WEBHOOK_NAME]
-        doc: dict[str, Any] = {"url": url, "active": True, "subscriptions": [
-            "CONTACT_CREATED", "CONTACT_TAG_ADDED", "CONTACT_TAG_REMOVED", "CONTACT_OPT_IN", "SALE_NEW",
-            "SALE_CANCELED"]}
+        doc: dict[str, Any] = {
+            "url": url,
+            "active": True,
+            "subscriptions": [
+                "CONTACT_CREATED",
+                "CONTACT_TAG_ADDED",
+                "CONTACT_TAG_REMOVED",
+                "CONTACT_OPT_IN",
+                "SALE_NEW",
+                "SALE_CANCELED",
+            ],
+        }
         if existing:
-            status, body = _http(f"{base}/{existing[0]['id']}", api_key=api_key, method="PATCH",
-                                 data={**doc, "secret": secret})
+            status, body = _http(
+                f"{base}/{existing[0]['id']}", api_key=api_key, method="PATCH", data={**doc, "secret": secret}
+            )
         else:
-            status, body = _http(base, api_key=api_key, method="POST",
-                                 data={**doc, "name": DEMO_WEBHOOK_NAME, "secret": secret})
+            status, body = _http(
+                base,
+                api_key=api_key,
+                method="POST",
+                data={**doc, "name": DEMO_WEBHOOK_NAME, "secret": secret},
+            )
         if status not in (200, 201):
             raise UpError(f"creating the demo webhook failed with {status}: {body[:300]!r}")
         self.say(f"demo webhook {json.loads(body)['id']} -> {url} (all six events)")
@@ -235,13 +267,15 @@ class Pipeline:
         return False
 
 
-def _http(url: str, *, api_key: str | None = None, method: str = "GET",
-          data: dict[str, Any] | None = None) -> tuple[int, bytes]:
+def _http(
+    url: str, *, api_key: str | None = None, method: str = "GET", data: dict[str, Any] | None = None
+) -> tuple[int, bytes]:
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["X-API-Key"] = api_key
-    req = urllib.request.Request(url, method=method, headers=headers,
-                                 data=json.dumps(data).encode() if data is not None else None)
+    req = urllib.request.Request(
+        url, method=method, headers=headers, data=json.dumps(data).encode() if data is not None else None
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.read()

@@ -103,7 +103,8 @@ class Webhook:
             previous_secret=SealedSecret.from_record(prev) if prev else None,
             previous_secret_expires_at=r.get("previousSecretExpiresAt"),
             subscriptions=tuple(
-                Subscription(s["event"], s.get("disabledAt"), s.get("disabledReason")) for s in r["subscriptions"]
+                Subscription(s["event"], s.get("disabledAt"), s.get("disabledReason"))
+                for s in r["subscriptions"]
             ),
             active=bool(r["active"]),
             disabled_reason=r.get("disabledReason"),

@@ -23,7 +23,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     port = args.metrics_port if args.metrics_port is not None else settings.router_metrics_port
     probes = ProbeServer(router.registry, settings.metrics_host, port, ready=router.ready).start()
     router.view.start()
-    worker = faust.Worker(router.app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False)
+    worker = faust.Worker(
+        router.app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False
+    )
     try:
         worker.execute_from_commandline()
     finally:

@@ -82,11 +82,11 @@ class Router:
             async for event in stream.events():
                 await router.handle(event.message)
 
-        @app.on_partitions_assigned.connect
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub wants `signal=`
         async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             router.assigned = True
 
-        @app.on_partitions_revoked.connect
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
             router.assigned = False
 
@@ -109,7 +109,9 @@ class Router:
                 return
             event_type = event["type"]
             self.metrics.events_consumed.labels(event_type).inc()
-            tasks = tasks_for(event, self.view.subscribers(event["accountId"], event_type), int(time.time() * 1000))
+            tasks = tasks_for(
+                event, self.view.subscribers(event["accountId"], event_type), int(time.time() * 1000)
+            )
             if not tasks:
                 self.metrics.events_unmatched.labels(event_type).inc()
                 return
@@ -124,7 +126,12 @@ class Router:
 
     async def dead_letter(self, msg: Any, reason: str, detail: str) -> None:
         log.warning(
-            "router: dead-lettering record at %s/%s:%s: %s (%s)", msg.topic, msg.partition, msg.offset, reason, detail
+            "router: dead-lettering record at %s/%s:%s: %s (%s)",
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            reason,
+            detail,
         )
         self.metrics.dead_lettered.labels(reason).inc()
         record = {

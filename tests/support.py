@@ -70,8 +70,11 @@ class TopicReader:
         return new
 
     def wait_for(self, count: int, timeout: float) -> list[Any]:
-        wait_until(lambda: self.poll() is not None and len(self.records) >= count, timeout,
-                   f"{count} records on {self.topic} (have {len(self.records)})")
+        wait_until(
+            lambda: self.poll() is not None and len(self.records) >= count,
+            timeout,
+            f"{count} records on {self.topic} (have {len(self.records)})",
+        )
         return self.records
 
     def decoded(self, schema: str) -> list[dict[str, Any]]:
@@ -92,11 +95,20 @@ def make_webhook(
     disabled: tuple[str, ...] = (),
 ) -> Webhook:
     now = int(time.time() * 1000)
-    subs = tuple(Subscription(e, now if e in disabled else None, "test" if e in disabled else None) for e in events)
+    subs = tuple(
+        Subscription(e, now if e in disabled else None, "test" if e in disabled else None) for e in events
+    )
     return Webhook(
-        id=webhook_id, account_id=account_id, name=f"hook {webhook_id}", url=url,
-        secret=SealedSecret("test", b"\0" * 12, b"not-a-real-ciphertext"), subscriptions=subs, active=active,
-        created_at=now, updated_at=now, version=version,
+        id=webhook_id,
+        account_id=account_id,
+        name=f"hook {webhook_id}",
+        url=url,
+        secret=SealedSecret("test", b"\0" * 12, b"not-a-real-ciphertext"),
+        subscriptions=subs,
+        active=active,
+        created_at=now,
+        updated_at=now,
+        version=version,
     )
 
 
@@ -108,7 +120,9 @@ class ConfigWriter:
         self.producer = Producer(producer_config(settings))
 
     def put(self, hook: Webhook) -> None:
-        self.producer.produce(self.topic, key=hook.id.encode(), value=encode("WebhookConfig", hook.to_record()))
+        self.producer.produce(
+            self.topic, key=hook.id.encode(), value=encode("WebhookConfig", hook.to_record())
+        )
 
     def delete(self, webhook_id: str) -> None:
         self.producer.produce(self.topic, key=webhook_id.encode(), value=None)
@@ -129,8 +143,14 @@ class Role:
     def start(self) -> Role:
         full_env = {**os.environ, **self.env}
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen([sys.executable, "-m", "hookline.cli", *self.args], env=full_env,
-                                         stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hookline.cli", *self.args],
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
+            )
         return self
 
     def get(self, port: int, path: str) -> tuple[int, bytes]:
@@ -198,38 +218,70 @@ def running(role: Role) -> Iterator[Role]:
 
 
 _CONTACT = {
-    "id": 1, "email": "ada@example.com", "registeredAt": 1_700_000_000_000, "locale": "en",
-    "sourceURL": "https://example.com/form", "unsubscribed": False, "bounced": False, "needsConfirmation": False,
+    "id": 1,
+    "email": "ada@example.com",
+    "registeredAt": 1_700_000_000_000,
+    "locale": "en",
+    "sourceURL": "https://example.com/form",
+    "unsubscribed": False,
+    "bounced": False,
+    "needsConfirmation": False,
     "fields": [{"fieldName": "First name", "slug": "first_name", "value": "Ada"}],
     "tags": [{"id": 7, "name": "vip"}],
 }
 _SALE = {
-    "customer": {"id": 3, "email": "bob@example.com", "paymentProcessor": "stripe", "sourceUrl": None,
-                 "fields": {"first_name": "Bob"}},
+    "customer": {
+        "id": 3,
+        "email": "bob@example.com",
+        "paymentProcessor": "stripe",
+        "sourceUrl": None,
+        "fields": {"first_name": "Bob"},
+    },
     "order": {"id": 11, "totalPrice": 49.0, "createdAt": 1_700_000_000_000},
-    "pricePlan": {"id": 5, "name": "Pro", "innerName": None, "currency": "EUR", "type": "subscription",
-                  "amount": 49.0},
+    "pricePlan": {
+        "id": 5,
+        "name": "Pro",
+        "innerName": None,
+        "currency": "EUR",
+        "type": "subscription",
+        "amount": 49.0,
+    },
 }
 
 
-def event_record(account_id: str, event_type: str, event_id: str, occurred_at: int | None = None) -> dict[str, Any]:
+def event_record(
+    account_id: str, event_type: str, event_id: str, occurred_at: int | None = None
+) -> dict[str, Any]:
     """A valid Event record of the given type (fixed, small payloads)."""
     if event_type == "CONTACT_CREATED":
         payload: dict[str, Any] = {"contact": _CONTACT}
     elif event_type in ("CONTACT_TAG_ADDED", "CONTACT_TAG_REMOVED"):
         payload = {"contact": _CONTACT, "tag": {"id": 9, "name": "lead"}}
     elif event_type == "CONTACT_OPT_IN":
-        payload = {"contact": _CONTACT, "funnelStep": {"id": 4, "name": "Squeeze", "type": "optin",
-                                                       "funnel": {"id": 2, "name": "Launch"}}}
+        payload = {
+            "contact": _CONTACT,
+            "funnelStep": {
+                "id": 4,
+                "name": "Squeeze",
+                "type": "optin",
+                "funnel": {"id": 2, "name": "Launch"},
+            },
+        }
     elif event_type == "SALE_NEW":
         payload = dict(_SALE)
     else:
-        payload = {**_SALE, "cancellation": {"reason": "refunded", "canceledAt": 1_700_000_100_000,
-                                             "originalOrderId": 11}}
+        payload = {
+            **_SALE,
+            "cancellation": {"reason": "refunded", "canceledAt": 1_700_000_100_000, "originalOrderId": 11},
+        }
     return {
-        "eventId": event_id, "accountId": account_id,
+        "eventId": event_id,
+        "accountId": account_id,
         "occurredAt": occurred_at if occurred_at is not None else int(time.time() * 1000),
-        "source": "tests", "schemaVersion": 1, "type": event_type, "payload": payload,
+        "source": "tests",
+        "schemaVersion": 1,
+        "type": event_type,
+        "payload": payload,
     }
 
 
@@ -242,8 +294,9 @@ class EventWriter:
 
     def put(self, record: dict[str, Any]) -> None:
         topic = "sale-events" if record["type"].startswith("SALE") else "contact-events"
-        self.producer.produce(self.settings.topic(topic), key=record["accountId"].encode(),
-                              value=encode("Event", record))
+        self.producer.produce(
+            self.settings.topic(topic), key=record["accountId"].encode(), value=encode("Event", record)
+        )
         self.producer.poll(0)
 
     def raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:

@@ -16,7 +16,9 @@ def test_readme_settings_table_matches_the_settings_object():
     readme = (REPO / "README.md").read_text()
     m = re.search(r"<!-- settings-table.*?-->\n(.*?)<!-- /settings-table -->", readme, re.S)
     assert m, "README lacks the settings table markers"
-    assert m.group(1) == markdown_table(), "README settings table is stale: run `hookline settings --markdown`"
+    assert m.group(1) == markdown_table(), (
+        "README settings table is stale: run `hookline settings --markdown`"
+    )
 
 
 def test_readme_first_screen_has_the_two_commands():

@@ -23,7 +23,7 @@ from hookline.sealing import Sealer
 from hookline.settings import Settings
 from producers.api.auth import ApiKeys
 from producers.api.errors import CatchAllMiddleware, install_error_handlers
-from producers.api.metrics import ApiMetrics
+from hookline.metrics import ApiMetrics
 from producers.api.routes import router
 from producers.api.service import ConfigReader, WebhookService
 from producers.api.validation import UrlRules

@@ -14,7 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from producers.api.auth import ApiKeys
 from producers.api.errors import ApiError, InvalidRequest
-from producers.api.metrics import ApiMetrics
+from hookline.metrics import ApiMetrics
 from producers.api.representation import (
     ErrorBody,
     WebhookCreate,

@@ -22,7 +22,7 @@ from typing import Protocol
 from hookline.sealing import Sealer
 from hookline.webhooks import Subscription, Webhook
 from producers.api.errors import ApiError, InvalidRequest, Unavailable
-from producers.api.metrics import ApiMetrics
+from hookline.metrics import ApiMetrics
 from producers.api.validation import NewWebhook, WebhookChanges, generate_secret
 from producers.api.writer import ConfigWriter, Written
 

@@ -35,7 +35,9 @@ def own_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     LocalKafka(load_settings(env)).stop()
 
 
-def test_start_twice_status_stop_start_keeps_data(own_env: dict[str, str], capsys: pytest.CaptureFixture[str]):
+def test_start_twice_status_stop_start_keeps_data(
+    own_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+):
     settings = load_settings(own_env)
     assert main(["kafka", "status"]) == 3
     assert "stopped" in capsys.readouterr().out
@@ -59,7 +61,9 @@ def test_start_twice_status_stop_start_keeps_data(own_env: dict[str, str], capsy
     assert not LocalKafka(settings).status().running
     assert main(["kafka", "start"]) == 0
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "x", "enable.auto.commit": False})
+    c = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "x", "enable.auto.commit": False}
+    )
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     c.assign([TopicPartition(topic, i, OFFSET_BEGINNING) for i in parts])
     values = []
@@ -107,5 +111,5 @@ def test_start_fails_clearly_without_java(own_env: dict[str, str], monkeypatch: 
 def test_fetch_fails_clearly_without_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     settings = load_settings({}, home=tmp_path, kafka_libs=tmp_path / "libs")
-    with pytest.raises(KafkaSetupError, match="Maven .* is not installed"):
+    with pytest.raises(KafkaSetupError, match=r"Maven .* is not installed"):
         LocalKafka(settings).fetch()

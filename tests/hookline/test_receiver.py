@@ -14,8 +14,13 @@ BODY = b'{"contact":{"id":1}}'
 
 def _headers(secrets: list[str], body: bytes = BODY, ts: int | None = None) -> dict[str, str]:
     hs = Signer(secrets).headers(
-        event_type="CONTACT_CREATED", msg_id="msg_abc", attempt_id="att_1", event_time_ms=0,
-        timestamp=ts if ts is not None else int(time.time()), body=body, user_agent="hookline/test",
+        event_type="CONTACT_CREATED",
+        msg_id="msg_abc",
+        attempt_id="att_1",
+        event_time_ms=0,
+        timestamp=ts if ts is not None else int(time.time()),
+        body=body,
+        user_agent="hookline/test",
     )
     return {k.lower(): v for k, v in hs}
 
@@ -26,7 +31,9 @@ def test_valid_request_verifies(secret: str):
 
 
 def test_rotated_secret_list_verifies_with_the_old_secret():
-    assert verify("old-secret-123", _headers(["new-secret-456", "old-secret-123"]), BODY, time.time()).standard_ok
+    assert verify(
+        "old-secret-123", _headers(["new-secret-456", "old-secret-123"]), BODY, time.time()
+    ).standard_ok
 
 
 def test_tampered_body_wrong_secret_and_stale_timestamp_are_refused():

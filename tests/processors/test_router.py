@@ -35,8 +35,11 @@ def start_router(settings: Settings, tmp_path: Path) -> Iterator[StartRouter]:
 
     def start() -> tuple[Role, int]:
         port = free_port()
-        role = Role(["router"], role_env(settings, HOOKLINE_ROUTER_METRICS_PORT=str(port)),
-                    tmp_path / f"router-{len(roles)}.log")
+        role = Role(
+            ["router"],
+            role_env(settings, HOOKLINE_ROUTER_METRICS_PORT=str(port)),
+            tmp_path / f"router-{len(roles)}.log",
+        )
         roles.append(role.start())
         role.wait_ready(port, timeout=90)
         return role, port
@@ -50,11 +53,15 @@ def tasks(reader: TopicReader) -> list[dict]:
     return reader.decoded("DeliveryTask")
 
 
-def test_routes_only_to_active_subscribed_webhooks_of_the_account(settings: Settings, start_router: StartRouter):
+def test_routes_only_to_active_subscribed_webhooks_of_the_account(
+    settings: Settings, start_router: StartRouter
+):
     cfg = ConfigWriter(settings)
     cfg.put(make_webhook("A", "hook-ok", events=("CONTACT_CREATED",)))
     cfg.put(make_webhook("A", "hook-inactive", events=("CONTACT_CREATED",), active=False))
-    cfg.put(make_webhook("A", "hook-disabled-sub", events=("CONTACT_CREATED",), disabled=("CONTACT_CREATED",)))
+    cfg.put(
+        make_webhook("A", "hook-disabled-sub", events=("CONTACT_CREATED",), disabled=("CONTACT_CREATED",))
+    )
     cfg.put(make_webhook("A", "hook-sales", events=("SALE_NEW",)))
     cfg.put(make_webhook("B", "hook-other-account"))
     cfg.flush()
@@ -73,6 +80,7 @@ def test_routes_only_to_active_subscribed_webhooks_of_the_account(settings: Sett
     assert t["eventType"] == "CONTACT_CREATED" and t["accountId"] == "A" and t["configVersion"] == 1
     assert t["eventOccurredAt"] == e1["occurredAt"]
     import orjson
+
     body = orjson.loads(t["payload"])
     assert body["contact"]["email"] == "ada@example.com"
     assert body["contact"]["registeredAt"].endswith("Z")
@@ -107,8 +115,11 @@ def _no_route(ev: EventWriter, reader: TopicReader, account: str, etype: str) ->
     marker = f"marker-{uuid.uuid4().hex[:8]}"
     ev.put(event_record("B", etype, marker))
     ev.flush()
-    wait_until(lambda: reader.poll(0.2) is not None and any(t["eventId"] == marker for t in tasks(reader)),
-               10, "marker routed")
+    wait_until(
+        lambda: reader.poll(0.2) is not None and any(t["eventId"] == marker for t in tasks(reader)),
+        10,
+        "marker routed",
+    )
     return not any(t["eventId"] == eid for t in tasks(reader))
 
 
@@ -131,7 +142,9 @@ def test_fan_out_to_fifty_webhooks(settings: Settings, start_router: StartRouter
     assert len({t["payload"] for t in got}) == 1  # built once, same bytes for all
 
 
-def test_poison_records_go_to_dlq_once_and_router_keeps_running(settings: Settings, start_router: StartRouter):
+def test_poison_records_go_to_dlq_once_and_router_keeps_running(
+    settings: Settings, start_router: StartRouter
+):
     cfg = ConfigWriter(settings)
     cfg.put(make_webhook("A", "hook-1"))
     cfg.flush()
@@ -157,7 +170,8 @@ def test_poison_records_go_to_dlq_once_and_router_keeps_running(settings: Settin
     letters = dlq.decoded("DeadLetter")
     assert len(letters) == 4
     assert sorted(d["reason"] for d in letters) == sorted(
-        ["bad_magic", "unknown_fingerprint", "tombstone", "trailing_bytes"])
+        ["bad_magic", "unknown_fingerprint", "tombstone", "trailing_bytes"]
+    )
     assert all(d["stage"] == "router" and d["sourceTopic"] == settings.topic("sale-events") for d in letters)
     assert {d["value"] for d in letters if d["value"]} >= {b"\x00garbage-bytes\xff", unknown_fp}
     status, metrics = Role([], {}, Path("/dev/null")).get(port, "/metrics")
@@ -216,16 +230,22 @@ def test_two_routers_5000_events_while_configs_change(settings: Settings, start_
             n = i // 50
             cfg.put(make_webhook("ABCD"[n % 4], f"churn-{n}", events=("SALE_NEW",)))
             if n >= 2:
-                cfg.put(make_webhook("ABCD"[(n - 2) % 4], f"churn-{n - 2}", events=("CONTACT_CREATED",), version=2))
+                cfg.put(
+                    make_webhook(
+                        "ABCD"[(n - 2) % 4], f"churn-{n - 2}", events=("CONTACT_CREATED",), version=2
+                    )
+                )
             if n >= 4:
                 cfg.delete(f"churn-{n - 4}")
     ev.flush()
     cfg.flush()
     expected = {(eid, h) for eid, acct in events for h in stable[acct]}
+
     def have_all() -> bool:
         reader.poll(0.3)
         seen = {(t["eventId"], t["webhookId"]) for t in tasks(reader)}
         return expected <= seen
+
     wait_until(have_all, 90, "every expected (event, webhook) task")
     reader.poll(1.0)
     got = tasks(reader)
@@ -236,4 +256,8 @@ def test_two_routers_5000_events_while_configs_change(settings: Settings, start_
     for t in got:
         assert t["accountId"] == account_of[t["eventId"]]
         assert t["webhookId"] in stable[t["accountId"]] or t["webhookId"].startswith("churn-")
-    assert all(decode(m.value(), "DeliveryTask")["messageId"] == message_id(decode(m.value(), "DeliveryTask")["eventId"], m.key().decode()) for m in reader.records[:100])
+    assert all(
+        decode(m.value(), "DeliveryTask")["messageId"]
+        == message_id(decode(m.value(), "DeliveryTask")["eventId"], m.key().decode())
+        for m in reader.records[:100]
+    )
