@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kafka": ("hookline._cmd_kafka", "Fetch, start, stop or inspect the local Apache Kafka broker."),
     "topics": ("hookline._cmd_topics", "Create every hookline topic (idempotent) or list them."),
     "router": ("processors._cmd_router", "Run the router: join events with webhook configs into tasks."),
+    "deliver": (
+        "processors._cmd_deliver",
+        "Run a delivery worker: sign and POST tasks, retry, record every attempt.",
+    ),
     "api": ("producers._cmd_api", "Run the management API: create, list, change and delete webhooks."),
     "settings": ("hookline._cmd_settings", "Print every HOOKLINE_* setting, its value and meaning."),
 
