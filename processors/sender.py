@@ -1,0 +1,263 @@
+"""One HTTP attempt to a receiver, with the outbound safety rules of DESIGN §5.
+
+- The host is resolved once (:func:`hookline.addresses.resolve`, which refuses non-public
+  addresses outside the allow-list) and the request goes to an address that was checked: the URL
+  carries the IP, the ``Host`` header and TLS SNI and certificate verification carry the name.
+- A total deadline covers everything (lookup, connect, request, response, body); connecting has
+  its own, shorter one. Redirects are never followed; cookies are never kept; no proxy from the
+  environment is used.
+- At most :data:`~processors.records.EXCERPT_BYTES` of the body are read; past that the
+  connection is closed, so a huge response is never buffered.
+
+httpx is the client API; the transport is aiohttp's (``httpx-aiohttp``) over one shared
+connection pool, because httpx's own pool costs 4-10x more CPU per request and degrades as it
+grows (measured; see the README). Pool entries are keyed by (IP, port, TLS, SNI name), so a
+connection verified for one name never carries a request for another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.cookiejar
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from hookline.addresses import AddressPolicy, BlockedAddress, DnsError, IPAddress, resolve
+from hookline.logs import redact
+from hookline.signing import redact_headers
+from processors.records import EXCERPT_BYTES, Exchange, bounded_headers, public_url
+
+__all__ = ["HttpSender", "Sender", "classify_error"]
+
+class Sender(Protocol):
+    """Sends one attempt and reports it; never raises for anything the receiver or network does."""
+
+    async def send(
+        self, url: str, body: bytes, headers: Sequence[tuple[str, str]], *, attempt_id: str
+    ) -> Exchange: ...
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def classify_error(exc: BaseException) -> str:
+    """The ``errorClass`` of an attempt that got no response, from the exception and its causes.
+
+    httpx-aiohttp maps aiohttp's errors loosely (a refused connection becomes ``ConnectTimeout``),
+    so the aiohttp and OS errors underneath decide.
+    """
+    chain = _chain(exc)
+
+    def has(*kinds: type[BaseException]) -> bool:
+        return any(isinstance(e, kinds) for e in chain)
+
+    if has(BlockedAddress):
+        return "blocked_address"
+    if has(DnsError, aiohttp.ClientConnectorDNSError):
+        return "dns"
+    if has(ssl.SSLError, ssl.CertificateError, aiohttp.ClientSSLError):
+        return "tls"
+    if has(TimeoutError, aiohttp.ServerTimeoutError):
+        return "timeout"
+    if has(aiohttp.ClientConnectorError, ConnectionError, httpx.ConnectError, httpx.UnsupportedProtocol):
+        return "connect"
+    if has(httpx.TimeoutException):
+        return "timeout"
+    return "protocol"
+
+
+@dataclass
+class _Progress:
+    """What is known of an attempt so far, kept when it ends early."""
+
+    status: int | None = None
+    headers: dict[str, str] | None = None
+    excerpt: bytes = b""
+    truncated: bool = False
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+
+class HttpSender:
+    """Send attempts with httpx over one shared aiohttp pool. Use as an async context manager."""
+
+    def __init__(
+        self,
+        *,
+        policy: AddressPolicy,
+        connect_timeout: float,
+        attempt_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+        keepalive: float = 30.0,
+    ) -> None:
+        self._policy = policy
+        self._connect_timeout = connect_timeout
+        self._attempt_timeout = attempt_timeout
+        self._ssl = ssl_context or httpx.create_ssl_context(trust_env=True)
+        self._keepalive = keepalive
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> HttpSender:
+        connector = aiohttp.TCPConnector(
+            limit=0,  # the worker's own global and per-webhook limits bound concurrency
+            limit_per_host=0,
+            use_dns_cache=False,  # URLs carry checked IPs; nothing for aiohttp to resolve
+            ssl=self._ssl,
+            keepalive_timeout=self._keepalive,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+        )
+        self._client = httpx.AsyncClient(
+            transport=AiohttpTransport(client=session, verify=self._ssl),
+            timeout=httpx.Timeout(
+                self._attempt_timeout,
+                connect=self._connect_timeout,
+                pool=self._connect_timeout,
+            ),
+            follow_redirects=False,
+            trust_env=False,
+            cookies=httpx.Cookies(http.cookiejar.CookieJar(policy=_NoCookies())),
+            # Identity, so that the stored excerpt is readable and nothing is decompressed.
+            headers={"Accept": "*/*", "Accept-Encoding": "identity"},
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def send(
+        self, url: str, body: bytes, headers: Sequence[tuple[str, str]], *, attempt_id: str
+    ) -> Exchange:
+        """POST ``body`` to ``url`` with ``headers``; report what happened."""
+        attempted_at_ms = int(time.time() * 1000)
+        started = time.perf_counter()
+        shown = redact_headers(headers)
+        progress = _Progress()
+        error: BaseException | None = None
+        try:
+            async with asyncio.timeout(self._attempt_timeout):
+                await self._attempt(url, body, headers, progress)
+        except TimeoutError as exc:
+            error = exc
+        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
+            # ValueError covers BlockedAddress/DnsError (AddressError) and malformed URLs.
+            error = exc
+        latency = time.perf_counter() - started
+        error_class = message = None
+        if error is not None:
+            message = _describe(error, self._attempt_timeout)
+            if progress.status is None:
+                error_class = classify_error(error)
+        return Exchange(
+            attempt_id=attempt_id,
+            attempted_at_ms=attempted_at_ms,
+            url=public_url(url),
+            request_headers=shown,
+            latency=latency,
+            status=progress.status,
+            response_headers=progress.headers or {},
+            excerpt=progress.excerpt,
+            truncated=progress.truncated,
+            error_class=error_class,
+            error_message=message,
+        )
+
+    async def _attempt(
+        self, url: str, body: bytes, headers: Sequence[tuple[str, str]], progress: _Progress
+    ) -> None:
+        assert self._client is not None, "use HttpSender as an async context manager"
+        target = httpx.URL(url)
+        if target.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"scheme {target.scheme!r} is not http or https")
+        host = target.host
+        port = target.port or (443 if target.scheme == "https" else 80)
+        addresses = await resolve(host, port, self._policy)
+        request_headers = list(headers)
+        request_headers.append(("Host", target.netloc.decode("ascii")))
+        if target.username or target.password:
+            token = base64.b64encode(f"{target.username}:{target.password}".encode()).decode("ascii")
+            request_headers.append(("Authorization", f"Basic {token}"))
+        extensions = {"sni_hostname": host} if target.scheme == "https" else {}
+        last: BaseException | None = None
+        # Try the checked addresses in resolver order, moving on only when a connection could not
+        # be made at all (nothing was sent), as happy eyeballs would.
+        for ip in addresses[:4]:
+            try:
+                await self._exchange(_at(target, ip), body, request_headers, extensions, progress)
+                return
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if classify_error(exc) != "connect":
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+    async def _exchange(
+        self,
+        url: httpx.URL,
+        body: bytes,
+        headers: list[tuple[str, str]],
+        extensions: dict[str, str],
+        progress: _Progress,
+    ) -> None:
+        assert self._client is not None
+        client = self._client
+        request = client.build_request("POST", url, content=body, headers=headers, extensions=extensions)
+        response = await client.send(request, stream=True, follow_redirects=False)
+        try:
+            progress.status = response.status_code
+            progress.headers = bounded_headers(response.headers.multi_items())
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_raw():
+                room = EXCERPT_BYTES - size
+                if len(chunk) > room:
+                    chunks.append(chunk[:room])
+                    progress.truncated = True
+                    break  # closing the response now drops the connection; the rest is never read
+                chunks.append(chunk)
+                size += len(chunk)
+            progress.excerpt = b"".join(chunks)
+        finally:
+            await response.aclose()
+
+
+def _at(url: httpx.URL, ip: IPAddress) -> httpx.URL:
+    """``url`` with the checked address as its host and no credentials (sent as a header)."""
+    return url.copy_with(host=str(ip), username=None, password=None)
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return f"no complete response within {timeout:g} s"
+    chain = _chain(exc)
+    # The innermost error says most (``Connect call failed``, ``certificate verify failed``).
+    inner = chain[-1]
+    text = str(inner) or type(inner).__name__
+    if inner is not exc and str(exc) and str(exc) not in text:
+        text = f"{exc}: {text}"
+    return redact(f"{type(inner).__name__}: {text}")[:1000]
+
