@@ -14,6 +14,7 @@ __all__ = [
     "ApiMetrics",
     "ConfigViewMetrics",
     "DeliveryMetrics",
+    "LogSinkMetrics",
     "RouterMetrics",
     "metric_names",
     "status_class",
@@ -185,6 +186,73 @@ class ConfigViewMetrics:
         )
 
 
+#: Why the log sink dead-letters a record: the codec's reasons, a tombstone, or a row the database refused.
+LOGSINK_DLQ_REASONS = (
+    "too_short", "bad_magic", "unknown_fingerprint", "wrong_schema", "bad_body", "trailing_bytes",
+    "invalid_field", "tombstone", "store_rejected",
+)
+
+
+@dataclass
+class LogSinkMetrics:
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.results_stored = Counter(
+            f"{NS}_logsink_results_stored_total",
+            "Result records written to the log store as new attempts, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.results_duplicate = Counter(
+            f"{NS}_logsink_results_duplicate_total",
+            "Result records already in the log store (a re-read of the topic).",
+            registry=r,
+        )
+        self.results_expired = Counter(
+            f"{NS}_logsink_results_expired_total",
+            "Result records older than the retention period, not stored.",
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            f"{NS}_logsink_dead_lettered_total", "Result records sent to the DLQ.", ["reason"], registry=r
+        )
+        self.batch_write_seconds = Histogram(
+            f"{NS}_logsink_batch_write_seconds",
+            "Time to write one batch of results to the log store (one transaction).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.batch_records = Histogram(
+            f"{NS}_logsink_batch_records",
+            "Result records per batch written.",
+            buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=r,
+        )
+        self.store_errors = Counter(
+            f"{NS}_logsink_store_errors_total",
+            "Batch writes that failed because the log store was unavailable (retried).",
+            registry=r,
+        )
+        self.purged_messages = Counter(
+            f"{NS}_logsink_purged_messages_total", "Messages deleted by the retention purge.", registry=r
+        )
+        self.store_up = Gauge(
+            f"{NS}_logsink_store_up", "1 while the log store answered the last write or ping.", registry=r
+        )
+        self.consumer_lag = Gauge(
+            f"{NS}_consumer_lag_records",
+            "Records behind the end of the assigned partitions.",
+            ["role"],
+            registry=r,
+        )
+        for reason in LOGSINK_DLQ_REASONS:
+            self.dead_lettered.labels(reason)
+        for outcome in OUTCOMES:
+            self.results_stored.labels(outcome)
+
+
 METHODS = ("GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS")
 WRITE_KINDS = ("create", "update", "delete")
 WRITE_OUTCOMES = ("ok", "failed")
@@ -241,7 +309,7 @@ def metric_names() -> set[str]:
     """Every sample name the roles can export (dashboards and rules are checked against it)."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     names: set[str] = set()
-    for build in (ApiMetrics, RouterMetrics, DeliveryMetrics, ConfigViewMetrics):
+    for build in (ApiMetrics, RouterMetrics, DeliveryMetrics, ConfigViewMetrics, LogSinkMetrics):
         reg = CollectorRegistry()
         build(reg)
         for fam in reg.collect():
