@@ -197,6 +197,48 @@ def overview() -> list[Panel | Row]:
             kind="stat",
             width=8,
         ),
+        Row("Log sink"),
+        Panel(
+            "Results written to the log store",
+            "Result records stored as new attempts, and re-read ones already there (idempotent).",
+            [
+                Target(rate("hookline_logsink_results_stored_total"), "stored"),
+                Target(rate("hookline_logsink_results_duplicate_total"), "duplicate"),
+            ],
+            unit="ops",
+            width=8,
+        ),
+        Panel(
+            "Log store batch write (p50 / p99)",
+            "One transaction writing a batch of results.",
+            [Target(q(p, "hookline_logsink_batch_write_seconds"), f"p{int(p * 100)}") for p in (0.5, 0.99)],
+            unit="s",
+            width=8,
+        ),
+        Panel(
+            "Log store errors and dead letters",
+            "Failed batch writes (retried) and result records the log sink could not store.",
+            [
+                Target(rate("hookline_logsink_store_errors_total"), "store errors"),
+                Target(rate("hookline_logsink_dead_lettered_total", "reason"), "dlq: {{reason}}"),
+            ],
+            unit="ops",
+            width=5,
+        ),
+        Panel(
+            "Log store up",
+            "1 while every log sink's store answered its last write or ping.",
+            [Target("min(hookline_logsink_store_up)", "up")],
+            kind="stat",
+            width=3,
+            field_defaults={
+                "thresholds": {
+                    "mode": "absolute",
+                    "steps": [{"color": "red", "value": None}, {"color": "green", "value": 1}],
+                }
+            },
+        ),
+        Row("API"),
         Panel(
             "API requests by status class",
             "Management API requests (route templates, never ids).",
