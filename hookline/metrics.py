@@ -35,6 +35,9 @@ ERROR_CLASSES = (
     "http_4xx",
     "http_5xx",
     "redirect",
+    "protocol",
+    "http_other",
+    "secret",
     "invalid_task",
     "other",
 )
