@@ -169,6 +169,14 @@ class DeliveryMetrics:
         self.webhooks_disabled = Counter(
             f"{NS}_webhooks_disabled_total", "Webhooks switched off by the platform.", ["reason"], registry=r
         )
+        self.deferred = Counter(
+            f"{NS}_delivery_deferred_total",
+            "Tasks moved, unattempted, to the first retry tier because their webhook's backlog was full.",
+            registry=r,
+        )
+        self.buffered = Gauge(
+            f"{NS}_delivery_tasks_buffered", "Tasks a worker holds: queued for a slot or in flight.", registry=r
+        )
         self.consumer_lag = Gauge(
             f"{NS}_consumer_lag_records",
             "Records behind the end of the assigned partitions.",
