@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "api": ("producers._cmd_api", "Run the management API: create, list, change and delete webhooks."),
     "settings": ("hookline._cmd_settings", "Print every HOOKLINE_* setting, its value and meaning."),
+    "produce": ("producers._cmd_produce", "Publish realistic sample events of all six kinds."),
 
 }
 
