@@ -26,9 +26,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Run a delivery worker: sign and POST tasks, retry, record every attempt.",
     ),
     "api": ("producers._cmd_api", "Run the management API: create, list, change and delete webhooks."),
+    "logsink": (
+        "processors._cmd_logsink",
+        "Run the log sink: write every delivery attempt from the results topic to the log store.",
+    ),
+    "receiver": (
+        "hookline._cmd_receiver",
+        "Run a demo receiver that verifies signatures and prints deliveries.",
+    ),
+    "up": ("hookline._cmd_up", "Run the whole pipeline locally (broker, roles, demo receiver and events)."),
     "settings": ("hookline._cmd_settings", "Print every HOOKLINE_* setting, its value and meaning."),
     "produce": ("producers._cmd_produce", "Publish realistic sample events of all six kinds."),
-
 }
 
 
