@@ -212,18 +212,12 @@ class LogSinkMetrics:
         r = self.registry
         self.results_stored = Counter(
             f"{NS}_logsink_results_stored_total",
-            "Result records written to the log store as new attempts, by outcome.",
-            ["outcome"],
+            "Result records written to the log store as new attempts.",
             registry=r,
         )
         self.results_duplicate = Counter(
             f"{NS}_logsink_results_duplicate_total",
             "Result records already in the log store (a re-read of the topic).",
-            registry=r,
-        )
-        self.results_expired = Counter(
-            f"{NS}_logsink_results_expired_total",
-            "Result records older than the retention period, not stored.",
             registry=r,
         )
         self.dead_lettered = Counter(
@@ -260,8 +254,6 @@ class LogSinkMetrics:
         )
         for reason in LOGSINK_DLQ_REASONS:
             self.dead_lettered.labels(reason)
-        for outcome in OUTCOMES:
-            self.results_stored.labels(outcome)
 
 
 METHODS = ("GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS")
