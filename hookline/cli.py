@@ -30,10 +30,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "processors._cmd_logsink",
         "Run the log sink: write every delivery attempt from the results topic to the log store.",
     ),
-    "logsink": (
-        "processors._cmd_logsink",
-        "Run the log sink: write every delivery attempt from the results topic to the log store.",
-    ),
     "receiver": (
         "hookline._cmd_receiver",
         "Run a demo receiver that verifies signatures and prints deliveries.",
