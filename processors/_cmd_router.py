@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from hookline.settings import Settings
 
@@ -19,12 +20,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from processors.router import Router
 
     setup_logging(settings, role="router")
+    # Faust narrates every service start and stop at INFO; keep its warnings and errors.
+    for name in ("faust", "mode"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     router = Router(settings)
     port = args.metrics_port if args.metrics_port is not None else settings.router_metrics_port
     probes = ProbeServer(router.registry, settings.metrics_host, port, ready=router.ready).start()
     router.view.start()
     worker = faust.Worker(
-        router.app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False
+        router.app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False, quiet=True
     )
     try:
         worker.execute_from_commandline()

@@ -88,6 +88,14 @@ def test_routes_only_to_active_subscribed_webhooks_of_the_account(
     # An event nobody subscribes to produces nothing.
     ev.put(event_record("A", "CONTACT_TAG_REMOVED", "evt-2"))
     ev.put(event_record("C", "SALE_NEW", "evt-3"))
+    # A's records keep their order: once this one is routed, evt-2 was processed with config v1.
+    ev.put(event_record("A", "CONTACT_CREATED", "evt-2-follow"))
+    ev.flush()
+    wait_until(
+        lambda: reader.poll(0.2) is not None and any(t["eventId"] == "evt-2-follow" for t in tasks(reader)),
+        10,
+        "follow-up routed",
+    )
     # Then a config change takes effect for the next event, and a delete stops routing.
     cfg.put(make_webhook("A", "hook-ok", events=("CONTACT_TAG_REMOVED",), version=2))
     cfg.flush()
