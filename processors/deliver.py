@@ -20,7 +20,7 @@ from hookline.sealing import Sealer
 from hookline.settings import Settings, SettingsError
 from hookline.topics import CONFIG, DELIVERIES, DLQ, RESULTS, retry_topic
 from processors.barrier import ConfigBarrier
-from processors.delivery import DeliveryTopics, SignerCache, TaskHandler
+from processors.delivery import DeliveryTopics, SignerCache, TaskHandler, webhook_backlog
 from processors.limits import ConcurrencyLimits
 from processors.sender import HttpSender
 from processors.sink import KafkaSink
@@ -93,7 +93,13 @@ class Deliver:
             config=s.topic(CONFIG),
             retry={d: s.topic(retry_topic(d)) for d in set(s.retry_schedule)},
         )
-        overrides: dict[str, object] = {"auto.commit.interval.ms": 1000, "max.poll.interval.ms": 300_000}
+        overrides: dict[str, object] = {
+            # Stored offsets are committed every 250 ms: after a crash, about that much work repeats.
+            "auto.commit.interval.ms": 250,
+            # A resumed partition is fetched with the next fetch request, after the current long
+            # poll returns: keep that wait short, since partitions pause and resume all the time.
+            "fetch.wait.max.ms": 100,
+        }
         if s.deliver_instance_id:
             overrides["group.instance.id"] = s.deliver_instance_id
         try:
@@ -114,6 +120,7 @@ class Deliver:
                     schedule=s.retry_schedule,
                     jitter=s.retry_jitter,
                     rng=random.Random(),
+                    backlog=webhook_backlog(s.deliver_webhook_concurrency, s.deliver_max_buffered),
                 )
                 self.worker = Worker(
                     consumer_config(s, GROUP, **overrides),

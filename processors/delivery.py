@@ -6,6 +6,9 @@ or signs and sends one attempt (within the webhook's share of concurrency), asks
 plus the next attempt, the dead letter or the disabled config — returning only when all of them
 are acknowledged. The worker stores the task's offset after that.
 
+A webhook holds at most ``backlog`` tasks in a worker (see :func:`webhook_backlog`); further tasks for it go back, unattempted and without a result record, to the first
+retry tier (``hookline_delivery_deferred_total``), so one slow receiver cannot fill the worker.
+
 Errors by stage: an input that cannot be read is dead-lettered (``reason`` from the codec);
 a secret that cannot be opened dead-letters the task (``secret_unavailable``); everything the
 receiver or the network does is an attempt outcome. Nothing is dropped without a record, a log
@@ -52,6 +55,7 @@ __all__ = [
     "TaskHandler",
     "skip_reason",
     "status_class",
+    "webhook_backlog",
 ]
 
 log = logging.getLogger("hookline.deliver")
@@ -150,6 +154,11 @@ def status_class(status: int | None) -> str:
     return f"{status // 100}xx"
 
 
+def webhook_backlog(per_webhook: int, max_buffered: int) -> int:
+    """Tasks one webhook may hold in a worker: four times its concurrency, at most a quarter of the buffer."""
+    return max(1, min(4 * per_webhook, max(per_webhook, max_buffered // 4)))
+
+
 def new_attempt_id() -> str:
     return "att_" + uuid.uuid4().hex
 
@@ -172,6 +181,7 @@ class TaskHandler:
         jitter: float,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        backlog: int,
     ) -> None:
         self._configs = configs
         self._barrier = barrier
@@ -183,6 +193,9 @@ class TaskHandler:
         self._topics = topics
         self._schedule = schedule
         self._tiers = tuple(sorted(topics.retry))
+        # Tasks of one webhook held at once (queued for its share or in flight); past that, new ones
+        # wait in the first retry tier instead, so a slow receiver's backlog never fills the worker.
+        self._backlog = backlog
         self._jitter = jitter
         self._rng = rng or random.Random()
         self._clock = clock
@@ -214,6 +227,9 @@ class TaskHandler:
             signer = self._signers.get(webhook, int(self._clock() * 1000))
         except (SealingError, SecretError) as exc:
             await self._secret_unavailable(rec, task, webhook, exc)
+            return
+        if self._limits.waiting(webhook.id) >= self._backlog:
+            await self._defer(task)
             return
         async with self._limits.slot(webhook.id):
             if self.stopping:
@@ -347,6 +363,16 @@ class TaskHandler:
             exchange.error_class or "-", exchange.latency,
             f" next_in={decision.delay:.2f}s" if isinstance(decision, Retry) else "",
         )
+
+    async def _defer(self, task: Mapping[str, Any]) -> None:
+        """Put ``task`` back, unattempted, into the first retry tier."""
+        tier = self._tiers[0]
+        later = dict(task)
+        later["dueAt"] = int(self._clock() * 1000) + int(tier * 1000)
+        key = task["webhookId"].encode()
+        await self._sink.send(self._topics.retry[tier], key, encode("DeliveryTask", later))
+        self._metrics.deferred.inc()
+        log.debug("deferred message=%s webhook=%s: backlog full", task["messageId"], task["webhookId"])
 
     async def _skip(self, task: Mapping[str, Any], webhook: Webhook | None, reason: str) -> None:
         url = webhook.url if webhook is not None else ""

@@ -137,7 +137,8 @@ class HttpSender:
             ),
             follow_redirects=False,
             trust_env=False,
-            cookies=httpx.Cookies(http.cookiejar.CookieJar(policy=_NoCookies())),
+            # A jar that refuses every cookie (httpx would keep them and send them back otherwise).
+            cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
             # Identity, so that the stored excerpt is readable and nothing is decompressed.
             headers={"Accept": "*/*", "Accept-Encoding": "identity"},
         )
@@ -229,7 +230,10 @@ class HttpSender:
         response = await client.send(request, stream=True, follow_redirects=False)
         try:
             progress.status = response.status_code
-            progress.headers = bounded_headers(response.headers.multi_items())
+            # Raw pairs keep the receiver's spelling of each name, as a log viewer should show it.
+            progress.headers = bounded_headers(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw
+            )
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_raw():

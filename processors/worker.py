@@ -8,12 +8,14 @@ offset counts only once its records are acknowledged, and the offset stored is t
 still unfinished. librdkafka auto-commits what was stored, every second; revocation and shutdown
 commit synchronously.
 
-Retry tiers: a record whose ``dueAt`` lies ahead is kept in memory with everything behind it in
-its partition, and that partition is paused until the head is due — other partitions and topics
-go on. (Tiers have a fixed delay, so heads fall due roughly in order.)
-
-Back-pressure: when more than ``max_buffered`` tasks are waiting or in flight, every partition is
-paused (the consumer keeps polling, so it stays in the group) until the backlog has shrunk.
+Holding: a record that cannot start yet is held in memory with everything behind it in its
+partition, and that partition is paused until the head can start — other partitions and topics go
+on. A record waits for its ``dueAt`` (retry tiers; tiers have a fixed delay, so heads fall due
+roughly in order) or for room: at most ``max_buffered`` tasks run at once (queued for a
+concurrency slot or in flight). Each poll takes no more records than there is room for, so when
+the worker is full only a record per partition is read and held; held heads start round-robin
+over the partitions as room frees up. The consumer keeps polling throughout, so it stays in the
+group.
 
 Rebalance: on revocation the finished prefix of each revoked partition is committed and the
 rest is dropped; tasks still running finish but no longer store offsets, so the next owner may
@@ -62,7 +64,7 @@ class _Partition:
     topic: str
     partition: int
     offsets: PartitionOffsets = field(default_factory=PartitionOffsets)
-    deferred: deque[Record] = field(default_factory=deque)
+    held: deque[Record] = field(default_factory=deque)
     next_seen: int | None = None
     paused: bool = False  # as last requested from the consumer
 
@@ -104,7 +106,8 @@ class Worker:
         self._dirty: set[_Partition] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._buffered = 0
-        self._backpressure = False
+        self._turn = 0  # round-robin start for releasing held records
+        self._starved = False  # a due record is held for lack of room
         self._last_lag = 0.0
         self._joined = False
         self.fatal: BaseException | None = None
@@ -143,13 +146,19 @@ class Worker:
         want_lag = self._metrics is not None and now - self._last_lag >= self._lag_interval
         if want_lag:
             self._last_lag = now
-        msgs, marks = await self._call(self._step, stores, pause, resume, want_lag)
+        # Never take more than the buffer has room for (at least one, to keep polling the group).
+        room = max(1, min(self._batch, self._max_buffered - self._buffered))
+        # Poll briefly while due records wait for room, so that they start soon after it frees up.
+        timeout = self._poll_timeout / 5 if self._starved else self._poll_timeout
+        msgs, marks = await self._call(self._step, stores, pause, resume, want_lag, room, timeout)
         now_ms = int(self._clock() * 1000)
         for msg in msgs:
             self._accept(msg, now_ms)
-        self._release_due(now_ms)
+        self._release(now_ms)
         if marks is not None:
             self._report_lag(marks)
+        if self._metrics is not None:
+            self._metrics.buffered.set(self._buffered)
 
     def _accept(self, msg: Message, now_ms: int) -> None:
         err = msg.error()
@@ -166,15 +175,30 @@ class Worker:
             return  # read before (a re-fetch)
         part.next_seen = offset + 1
         rec = Record(topic, partition, offset, msg.key(), msg.value(), time.monotonic())
-        if part.deferred or self._port.due_at(rec) > now_ms:
-            part.deferred.append(rec)  # keeps partition order: nothing passes a waiting head
+        if part.held or self._buffered >= self._max_buffered or self._port.due_at(rec) > now_ms:
+            part.held.append(rec)  # keeps partition order: nothing passes a waiting head
             return
         self._start(part, rec)
 
-    def _release_due(self, now_ms: int) -> None:
-        for part in list(self._parts.values()):
-            while part.deferred and self._port.due_at(part.deferred[0]) <= now_ms:
-                self._start(part, part.deferred.popleft())
+    def _release(self, now_ms: int) -> None:
+        """Start held records that are due, one partition at a time in turn, while there is room."""
+        self._starved = False
+        waiting = [p for p in self._parts.values() if p.held]
+        if not waiting:
+            return
+        self._turn = (self._turn + 1) % len(waiting)
+        waiting = waiting[self._turn :] + waiting[: self._turn]
+        while waiting and self._buffered < self._max_buffered:
+            ready = []
+            for part in waiting:
+                if self._buffered >= self._max_buffered:
+                    break
+                if self._port.due_at(part.held[0]) <= now_ms:
+                    self._start(part, part.held.popleft())
+                    if part.held:
+                        ready.append(part)
+            waiting = ready
+        self._starved = any(self._port.due_at(p.held[0]) <= now_ms for p in self._parts.values() if p.held)
 
     def _start(self, part: _Partition, rec: Record) -> None:
         part.offsets.start(rec.offset)
@@ -210,16 +234,10 @@ class Worker:
         return out
 
     def _pause_changes(self) -> tuple[list[TopicPartition], list[TopicPartition]]:
-        if self._buffered >= self._max_buffered:
-            if not self._backpressure:
-                log.info("%d tasks buffered: pausing consumption", self._buffered)
-            self._backpressure = True
-        elif self._buffered <= self._max_buffered * 3 // 4:
-            self._backpressure = False
         pause: list[TopicPartition] = []
         resume: list[TopicPartition] = []
         for part in self._parts.values():
-            want = self._backpressure or bool(part.deferred)
+            want = bool(part.held)
             if want != part.paused:
                 part.paused = want
                 (pause if want else resume).append(part.tp())
@@ -251,6 +269,8 @@ class Worker:
         pause: list[TopicPartition],
         resume: list[TopicPartition],
         want_lag: bool,
+        room: int,
+        timeout: float,
     ) -> tuple[list[Message], dict[_Key, tuple[int, int]] | None]:
         c = self._consumer
         assert c is not None
@@ -260,7 +280,7 @@ class Worker:
             _quietly("pause", lambda: c.pause(pause))
         if resume:
             _quietly("resume", lambda: c.resume(resume))
-        msgs = c.consume(self._batch, self._poll_timeout)
+        msgs = c.consume(room, timeout)
         marks = None
         if want_lag:
             marks = {}
@@ -323,7 +343,7 @@ class Worker:
             self._dirty.discard(part)
             if part.offsets.committable is not None:
                 offsets.append(part.tp(part.offsets.committable))
-            part.deferred.clear()
+            part.held.clear()
         log.info("revoked %d partitions (%d left)", len(keys), len(self._parts))
         return offsets
 
