@@ -259,6 +259,7 @@ class LogSinkMetrics:
 METHODS = ("GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS")
 WRITE_KINDS = ("create", "update", "delete")
 WRITE_OUTCOMES = ("ok", "failed")
+SEND_TRIGGERS = ("manual", "test")
 
 
 def status_class(status: int) -> str:
@@ -298,9 +299,23 @@ class ApiMetrics:
             "1 once the API's config view has caught up with the topic.",
             registry=r,
         )
+        self.sends = Counter(
+            f"{NS}_api_sends_total",
+            "Redeliveries (manual) and test sends produced to the delivery topic, by trigger and outcome.",
+            ["trigger", "outcome"],
+            registry=r,
+        )
+        self.log_store_errors = Counter(
+            f"{NS}_api_log_store_errors_total",
+            "Delivery log reads that failed because the log store was unreachable.",
+            registry=r,
+        )
         for kind in WRITE_KINDS:
             for outcome in WRITE_OUTCOMES:
                 self.writes.labels(kind, outcome)
+        for trigger in SEND_TRIGGERS:
+            for outcome in WRITE_OUTCOMES:
+                self.sends.labels(trigger, outcome)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method if method in METHODS else "other"
