@@ -7,18 +7,20 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
 from confluent_kafka import Producer
 
 from hookline.clients import producer_config
-from hookline.logstore import LogStore
+from hookline.logstore import LogStore, RecordRejected, StoreUnavailable
 from hookline.logstore.postgres import PostgresStore
 from hookline.logstore.sqlite import SqliteStore
 from hookline.settings import Settings
+from processors.logsink import LogSink
 from schemas.codec import decode, encode
 from tests.logrecords import delivery_result, now_ms
 from tests.postgres import postgres_server, postgres_url
@@ -319,3 +321,103 @@ def test_postgres_store_and_a_database_that_appears_late(
         sink.role.kill()
         with psycopg.connect(postgres_server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class FlakyStore:
+    """A real store that can be made unavailable, or refuse chosen messages, on demand."""
+
+    def __init__(self, inner: LogStore) -> None:
+        self.inner = inner
+        self.down = False
+        self.refuse: set[str] = set()
+        self.failed_writes = 0
+
+    def insert_attempts(self, results: Any) -> int:
+        if self.down:
+            self.failed_writes += 1
+            raise StoreUnavailable("database is down (test)")
+        if any(r["messageId"] in self.refuse for r in results):
+            raise RecordRejected("value out of range (test)")
+        return self.inner.insert_attempts(results)
+
+    def ping(self) -> bool:
+        return not self.down
+
+    def purge_older_than(self, cutoff: Any, *, max_messages: int | None = None) -> Any:
+        if self.down:
+            raise StoreUnavailable("database is down (test)")
+        return self.inner.purge_older_than(cutoff, max_messages=max_messages)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def sample(sink: LogSink, name: str, **labels: str) -> float:
+    return sink.registry.get_sample_value(name, labels) or 0.0
+
+
+@contextmanager
+def in_process(sink: LogSink) -> Iterator[LogSink]:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sink.run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="logsink")
+    thread.start()
+    try:
+        yield sink
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "the sink did not stop"
+        assert not errors, errors
+
+
+def test_an_unavailable_store_holds_the_batch_until_it_is_back(
+    settings: Settings, store: LogStore
+) -> None:
+    flaky = FlakyStore(store)
+    flaky.down = True
+    sink = LogSink(settings, store=cast(LogStore, flaky), batch_wait=0.05)
+    with in_process(sink):
+        wait_until(lambda: sink.assigned, 30, "partitions assigned")
+        records = traffic(accounts=1, webhooks=3, messages=40)
+        Results(settings).put(*records)
+        wait_until(lambda: flaky.failed_writes >= 3, 20, "writes retried while the store is down")
+        assert not sink.ready() and sink.healthy()
+        assert sample(sink, "hookline_logsink_store_errors_total") >= 3
+        assert count_attempts(store, records) == 0
+        flaky.down = False
+        wait_until(lambda: all_delivered(store, records), 20, "every result once the store is back")
+        wait_until(sink.ready, 10, "ready again")
+        assert sample(sink, "hookline_logsink_results_stored_total") == len(records)
+        assert sample(sink, "hookline_logsink_results_duplicate_total") == 0
+
+
+def test_a_record_the_store_refuses_goes_to_the_dlq_and_the_rest_is_stored(
+    settings: Settings, store: LogStore
+) -> None:
+    flaky = FlakyStore(store)
+    records = traffic(accounts=1, webhooks=1, messages=10)
+    refused = records[4]["messageId"]
+    flaky.refuse.add(refused)
+    Results(settings).put(*records)
+    sink = LogSink(settings, store=cast(LogStore, flaky))
+    dlq = TopicReader(settings, "webhook-dlq")
+    try:
+        with in_process(sink):
+            others = [r for r in records if r["messageId"] != refused]
+            wait_until(lambda: all_delivered(store, others), 20, "the other results stored")
+            dlq.wait_for(3, 10)  # the refused message's three attempts
+            letters = dlq.decoded("DeadLetter")
+            assert {d["reason"] for d in letters} == {"store_rejected"}
+            assert sorted(decode(d["value"], "DeliveryResult")["attempt"] for d in letters) == [1, 2, 3]
+            assert sample(sink, "hookline_logsink_dead_lettered_total", reason="store_rejected") == 3
+            assert store.get_message("acct0", records[4]["webhookId"], refused) is None
+    finally:
+        dlq.close()
