@@ -368,6 +368,21 @@ def delivery() -> list[Panel | Row]:
             width=12,
         ),
         Panel(
+            "Tasks held per worker",
+            "Tasks a worker holds, queued for a slot or in flight (it pauses its consumer at "
+            "HOOKLINE_DELIVER_MAX_BUFFERED).",
+            [Target("sum by (instance) (hookline_delivery_tasks_buffered)", "{{instance}}")],
+            width=12,
+        ),
+        Panel(
+            "Deferred tasks",
+            "Tasks moved, unattempted, to the first retry tier because their webhook's backlog was full "
+            "(one slow receiver does not hold up the others).",
+            [Target(rate("hookline_delivery_deferred_total"), "deferred")],
+            unit="ops",
+            width=12,
+        ),
+        Panel(
             "Skipped tasks",
             "Tasks for webhooks deleted, deactivated or unsubscribed after the event was routed.",
             [Target(rate('hookline_deliveries_total{outcome="skipped"}'), "skipped")],

@@ -194,6 +194,17 @@ def custom_resource_errors(doc: dict[str, Any], deployments: dict[str, dict[str,
         for ep in endpoints:
             need(ep.get("port") in ports, f"endpoint port {ep.get('port')!r} is a named container port")
             need(ep.get("path", "/metrics") == "/metrics", "path /metrics")
+    elif kind == "PrometheusRule":
+        need(doc["apiVersion"] == "monitoring.coreos.com/v1", "apiVersion monitoring.coreos.com/v1")
+        groups = spec.get("groups") or []
+        need(len(groups) > 0, "spec.groups")
+        for g in groups:
+            need(bool(g.get("name")) and len(g.get("rules") or []) > 0, "every group has a name and rules")
+            for r in g.get("rules") or []:
+                need(
+                    bool(r.get("alert") or r.get("record")) and bool(r.get("expr")),
+                    "every rule has alert and expr",
+                )
     else:
         errors.append(f"{kind}/{name}: unexpected custom resource")
     return errors
@@ -325,6 +336,7 @@ def test_build_renders_and_validates(build, combo: Combo):
     assert ("ScaledObject" in kinds) == ("keda" in combo.components)
     assert ("KafkaTopic" in kinds) == ("strimzi" in combo.components)
     assert ("PodMonitor" in kinds) == ("podmonitors" in combo.components)
+    assert ("PrometheusRule" in kinds) == ("podmonitors" in combo.components)
     dashboards = [
         d for d in of_kind(docs, "ConfigMap") if d["metadata"].get("labels", {}).get("grafana_dashboard")
     ]
@@ -402,6 +414,18 @@ def test_generated_strimzi_topics_are_up_to_date():
     script = load_script(K8S / "components" / "strimzi" / "topics.py")
     assert (K8S / "components" / "strimzi" / "topics.yaml").read_text() == script.render(), (
         "topics.yaml is stale: run `.venv/bin/python deploy/k8s/components/strimzi/topics.py`"
+    )
+
+
+def test_prometheus_rule_carries_exactly_the_alert_rules(build):
+    docs = build(Combo("base", ("podmonitors",)))
+    (rule,) = of_kind(docs, "PrometheusRule")
+    assert (
+        rule["spec"]["groups"] == yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())["groups"]
+    )
+    script = load_script(K8S / "components" / "podmonitors" / "prometheusrule.py")
+    assert (K8S / "components" / "podmonitors" / "prometheusrule.yaml").read_text() == script.render(), (
+        "prometheusrule.yaml is stale: run deploy/k8s/components/podmonitors/prometheusrule.py"
     )
 
 
@@ -496,6 +520,9 @@ def test_checks_catch_broken_manifests(build):
     pm = copy.deepcopy(of_kind(docs, "PodMonitor")[0])
     pm["spec"]["podMetricsEndpoints"][0]["port"] = "nope"
     assert any("named container port" in e for e in custom_resource_errors(pm, by_name(docs, "Deployment")))
+    (pr,) = copy.deepcopy(of_kind(docs, "PrometheusRule"))
+    del pr["spec"]["groups"][0]["rules"][0]["expr"]
+    assert any("expr" in e for e in custom_resource_errors(pr, {}))
 
 
 def test_yaml_under_deploy_is_lint_clean():
