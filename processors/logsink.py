@@ -43,6 +43,7 @@ log = logging.getLogger("hookline.logsink")
 
 #: Consumer group (after the topic prefix).
 GROUP = "hookline-logsink"
+_DeadLetter = tuple[Message, str, str]  # record, reason, detail
 _LAG_EVERY = 2.0
 _PING_EVERY = 5.0
 _MAX_BACKOFF = 5.0
@@ -165,6 +166,9 @@ class LogSink:
         first: dict[tuple[str, int], int] = {}
         after: dict[tuple[str, int], int] = {}
         decoded: list[tuple[Message, dict[str, Any]]] = []
+        # Dead letters are produced only once the batch is written: a batch that is read again
+        # after a failed write must not dead-letter its poison records twice.
+        dead: list[_DeadLetter] = []
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -179,16 +183,18 @@ class LogSink:
             after[(topic, partition)] = offset + 1
             value = msg.value()
             if value is None:
-                self._dead_letter(producer, msg, "tombstone", "the results topic carries no tombstones")
+                dead.append((msg, "tombstone", "the results topic carries no tombstones"))
                 continue
             try:
                 decoded.append((msg, decode(value, "DeliveryResult")))
             except CodecError as exc:
-                self._dead_letter(producer, msg, exc.reason, str(exc))
-        if decoded and not self._write(producer, store, decoded):
+                dead.append((msg, exc.reason, str(exc)))
+        if decoded and not self._write(store, decoded, dead):
             self._rewind(consumer, first)
             return False
-        if producer.flush(30) or self._dlq_errors:
+        for msg, reason, detail in dead:
+            self._dead_letter(producer, msg, reason, detail)
+        if (dead and producer.flush(30)) or self._dlq_errors:
             log.warning("log sink: DLQ writes failed (%s); the batch will be read again",
                         "; ".join(self._dlq_errors[:3]) or "timeout")
             self._dlq_errors.clear()
@@ -203,7 +209,7 @@ class LogSink:
         return True
 
     def _write(
-        self, producer: Producer, store: LogStore, decoded: list[tuple[Message, dict[str, Any]]]
+        self, store: LogStore, decoded: list[tuple[Message, dict[str, Any]]], dead: list[_DeadLetter]
     ) -> bool:
         started = time.perf_counter()
         try:
@@ -212,11 +218,13 @@ class LogSink:
             except RecordRejected:
                 # Find the records the database refuses; store the rest one by one.
                 new = 0
+                refused: list[_DeadLetter] = []
                 for msg, record in decoded:
                     try:
                         new += store.insert_attempts([record])
                     except RecordRejected as exc:
-                        self._dead_letter(producer, msg, "store_rejected", str(exc))
+                        refused.append((msg, "store_rejected", str(exc)))
+                dead.extend(refused)
         except Exception as exc:  # StoreUnavailable, or anything else the driver raises: retry later
             self.metrics.store_errors.inc()
             self._set_store_ok(False)

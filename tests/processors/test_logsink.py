@@ -384,19 +384,28 @@ def test_an_unavailable_store_holds_the_batch_until_it_is_back(
     flaky = FlakyStore(store)
     flaky.down = True
     sink = LogSink(settings, store=cast(LogStore, flaky), batch_wait=0.05)
+    dlq = TopicReader(settings, "webhook-dlq")
     with in_process(sink):
         wait_until(lambda: sink.assigned, 30, "partitions assigned")
         records = traffic(accounts=1, webhooks=3, messages=40)
-        Results(settings).put(*records)
+        results = Results(settings)
+        results.put(*records[:60])
+        results.raw(records[0]["webhookId"].encode(), b"junk in a batch that fails")
+        results.put(*records[60:])
         wait_until(lambda: flaky.failed_writes >= 3, 20, "writes retried while the store is down")
         assert not sink.ready() and sink.healthy()
         assert sample(sink, "hookline_logsink_store_errors_total") >= 3
         assert count_attempts(store, records) == 0
+        assert dlq.poll(0.5) == []  # nothing is dead-lettered before its batch is written
         flaky.down = False
         wait_until(lambda: all_delivered(store, records), 20, "every result once the store is back")
         wait_until(sink.ready, 10, "ready again")
         assert sample(sink, "hookline_logsink_results_stored_total") == len(records)
         assert sample(sink, "hookline_logsink_results_duplicate_total") == 0
+        dlq.wait_for(1, 10)
+        dlq.poll(1.0)
+        assert len(dlq.records) == 1  # the poison of the retried batch, once
+    dlq.close()
 
 
 def test_a_record_the_store_refuses_goes_to_the_dlq_and_the_rest_is_stored(
