@@ -34,6 +34,17 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
 
+#: ``key=value`` pairs in hookline's own messages ("attempt message=msg_... webhook=wh_... outcome=failed")
+#: that the JSON format also emits as fields of their own, so a log pipeline can filter on them.
+_LIFTED = {
+    "message": "message_id",
+    "webhook": "webhook_id",
+    "event": "event_id",
+    "outcome": "outcome",
+    "attempt": "attempt",
+}
+_PAIR = re.compile(r"(?<![\w.-])(message|webhook|event|outcome|attempt)=([^\s,;'\"()]+)")
+
 
 def redact(text: str) -> str:
     for pattern, repl in _PATTERNS:
@@ -73,7 +84,13 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                doc[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+                if not isinstance(value, int | float | bool | None):
+                    value = redact(str(value))  # extras bypass the filter, which rewrites only the message
+                doc[key] = value
+        if record.name.startswith("hookline"):
+            for m in _PAIR.finditer(doc["msg"]):
+                field, value = _LIFTED[m.group(1)], m.group(2)
+                doc.setdefault(field, int(value) if value.isdigit() else value)
         if record.exc_text:
             doc["exc"] = record.exc_text
         return orjson.dumps(doc, default=str).decode()
