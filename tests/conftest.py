@@ -17,6 +17,9 @@ from hookline.clients import create_topics
 from hookline.localkafka import LocalKafka
 from hookline.settings import Settings, load_settings
 
+# One throwaway PostgreSQL server per session for the log store tests (started only when used).
+pytest_plugins = ["tests.postgres"]
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Compressed retry schedule for tests: seconds instead of hours.

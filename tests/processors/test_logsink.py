@@ -23,10 +23,7 @@ from hookline.settings import Settings
 from processors.logsink import LogSink
 from schemas.codec import decode, encode
 from tests.logrecords import delivery_result, now_ms
-from tests.postgres import postgres_server, postgres_url
 from tests.support import Role, TopicReader, free_port, role_env, wait_until
-
-__all__ = ["postgres_server", "postgres_url"]  # fixtures used here
 
 pytestmark = pytest.mark.kafka
 
