@@ -19,13 +19,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hookline import __version__
+from hookline.logstore import LogStore, describe_url, open_store
+from hookline.metrics import ApiMetrics
 from hookline.sealing import Sealer
 from hookline.settings import Settings
 from producers.api.auth import ApiKeys
+from producers.api.deliveries import DeliveryLogService
 from producers.api.errors import CatchAllMiddleware, install_error_handlers
-from hookline.metrics import ApiMetrics
 from producers.api.routes import router
 from producers.api.service import ConfigReader, WebhookService
+from producers.api.tasks import TaskWriter
 from producers.api.validation import UrlRules
 from producers.api.writer import ConfigWriter, ProducerPort
 
@@ -48,8 +51,13 @@ def create_app(
     view: ConfigReader | None = None,
     producer: ProducerPort | None = None,
     registry: CollectorRegistry | None = None,
+    store: LogStore | None = None,
 ) -> FastAPI:
-    """Build the API. A given ``view`` must be started by the caller; one created here is owned."""
+    """Build the API. A given ``view`` must be started by the caller; one created here is owned.
+
+    The delivery log ``store`` (a given one is the caller's to close) defaults to the one the
+    settings name, opened on first use.
+    """
     api_keys = ApiKeys.from_settings(settings)
     sealer = Sealer.from_settings(settings)  # fails now, with a clear message, when no key is set
     registry = registry if registry is not None else CollectorRegistry()
@@ -64,6 +72,12 @@ def create_app(
         view = owned_view
     writer = ConfigWriter(settings, producer)
     service = WebhookService(view, writer, sealer, metrics, max_per_account=settings.max_webhooks_per_account)
+    tasks = TaskWriter(settings, producer)
+    if store is not None:
+        deliveries = DeliveryLogService(service, tasks, metrics, store=store)
+    else:
+        describe_url(settings)  # a malformed HOOKLINE_DATABASE_URL fails now, not on the first read
+        deliveries = DeliveryLogService(service, tasks, metrics, open_store=lambda: open_store(settings))
     reader = view
     metrics.view_ready.set_function(lambda: 1.0 if reader.ready else 0.0)
     if not len(api_keys):
@@ -79,6 +93,8 @@ def create_app(
             yield
         finally:
             writer.close()
+            tasks.close()
+            deliveries.close()
             if owned_view is not None:
                 owned_view.stop()
 
@@ -92,6 +108,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.service = service
+    app.state.deliveries = deliveries
     app.state.api_keys = api_keys
     app.state.url_rules = UrlRules(settings.allow_networks)
     app.state.metrics = metrics

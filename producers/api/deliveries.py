@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
+import orjson
 from pydantic import BaseModel, Field
 
 from hookline.logstore import (
@@ -50,6 +51,7 @@ from hookline.signing import message_id as derive_message_id
 from hookline.webhooks import EVENT_TYPES, Webhook
 from producers.api.errors import ApiError, InvalidRequest, Unavailable
 from producers.api.representation import EventName, rfc3339
+from producers.api.validation import DEFAULT_LIMIT, MAX_LIMIT  # the page sizes of /api/webhooks
 from producers.api.writer import Written
 
 __all__ = [
@@ -76,8 +78,6 @@ __all__ = [
 
 log = logging.getLogger("hookline.api")
 
-DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
 MAX_ID_LENGTH = 128  # longer than any message id we make; a longer one names nothing
 
 T = TypeVar("T")
@@ -206,6 +206,12 @@ class DeliveryLogService:
             raise ApiError(
                 "payload_unavailable", "the log holds no request body for this message", status=409
             )
+        if not _is_json(body):  # the log keeps a prefix of very large bodies: never send half of one
+            raise ApiError(
+                "payload_incomplete",
+                "the log holds only part of this message's body; it cannot be resent",
+                status=409,
+            )
         msg = detail.message
         attempt = max((a.attempt for a in detail.attempts), default=msg.last_attempt) + 1
         task = self._task(
@@ -315,6 +321,14 @@ class DeliveryLogService:
             self._metrics.log_store_errors.inc()
             log.warning("delivery log store unavailable: %s", exc)
             raise Unavailable("the delivery log is not reachable right now; retry shortly") from None
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _bad_cursor() -> InvalidRequest:

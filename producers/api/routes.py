@@ -12,9 +12,19 @@ from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from producers.api.auth import ApiKeys
-from producers.api.errors import ApiError, InvalidRequest
 from hookline.metrics import ApiMetrics
+from producers.api.auth import ApiKeys
+from producers.api.deliveries import (
+    DeliveryDetailOut,
+    DeliveryList,
+    DeliveryLogService,
+    SendAccepted,
+    SendTestRequest,
+    present_delivery,
+    present_detail,
+    present_sent,
+)
+from producers.api.errors import ApiError, InvalidRequest
 from producers.api.representation import (
     ErrorBody,
     WebhookCreate,
@@ -46,6 +56,11 @@ _bearer = HTTPBearer(auto_error=False, description="The account's API key as a b
 def _service(request: Request) -> WebhookService:
     service: WebhookService = request.app.state.service
     return service
+
+
+def _deliveries(request: Request) -> DeliveryLogService:
+    deliveries: DeliveryLogService = request.app.state.deliveries
+    return deliveries
 
 
 def _rules(request: Request) -> UrlRules:
@@ -94,10 +109,13 @@ async def _read_json(request: Request, accepted: tuple[str, ...]) -> dict[str, A
 
 
 def _body_doc(
-    model: type[WebhookCreate] | type[WebhookPatch], media_types: tuple[str, ...]
+    model: type[WebhookCreate] | type[WebhookPatch] | type[SendTestRequest],
+    media_types: tuple[str, ...],
+    *,
+    required: bool = True,
 ) -> dict[str, Any]:
     schema = model.model_json_schema()
-    return {"requestBody": {"required": True, "content": {m: {"schema": schema} for m in media_types}}}
+    return {"requestBody": {"required": required, "content": {m: {"schema": schema} for m in media_types}}}
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -171,3 +189,86 @@ async def patch_webhook(request: Request, account_id: Account, webhook_id: str) 
 async def delete_webhook(request: Request, account_id: Account, webhook_id: str) -> Response:
     await _service(request).delete(account_id, webhook_id)
     return Response(status_code=204)
+
+
+# -- delivery logs, redeliver, send test --------------------------------------------------------
+
+_SEND_REFUSED = {
+    "model": ErrorBody,
+    "description": "The webhook is inactive, or the log holds no complete body to send again",
+}
+
+
+@router.get(
+    "/webhooks/{webhook_id}/deliveries",
+    summary="List a webhook's deliveries, newest first",
+    tags=["deliveries"],
+    responses={200: {"model": DeliveryList}},
+)
+async def list_deliveries(
+    request: Request,
+    account_id: Account,
+    webhook_id: str,
+    status: Annotated[
+        str | None, Query(description="delivered, retrying, failed or skipped (else 422 invalid_status).")
+    ] = None,
+    event: Annotated[str | None, Query(description="An event type, e.g. SALE_NEW.")] = None,
+    limit: Annotated[str | None, Query(description="Page size, 1 to 100 (default 10).")] = None,
+    startingAfter: Annotated[  # systeme.io's parameter name
+        str | None, Query(description="messageId of the last delivery of the previous page.")
+    ] = None,
+) -> Response:
+    _service(request).get(account_id, webhook_id)  # 404 before judging parameters of someone else's
+    page = await _deliveries(request).list_deliveries(
+        account_id, webhook_id, status or None, event or None, parse_limit(limit), startingAfter or None
+    )
+    return JSONResponse({"items": [present_delivery(m) for m in page.items], "hasMore": page.has_more})
+
+
+@router.get(
+    "/webhooks/{webhook_id}/deliveries/{message_id}",
+    summary="Get a delivery with every attempt",
+    tags=["deliveries"],
+    responses={200: {"model": DeliveryDetailOut}},
+)
+async def get_delivery(request: Request, account_id: Account, webhook_id: str, message_id: str) -> Response:
+    detail = await _deliveries(request).get_delivery(account_id, webhook_id, message_id)
+    return JSONResponse(present_detail(detail))
+
+
+@router.post(
+    "/webhooks/{webhook_id}/deliveries/{message_id}/redeliver",
+    status_code=202,
+    summary="Send a delivery again (one manual attempt, same message id)",
+    tags=["deliveries"],
+    responses={202: {"model": SendAccepted}, 409: _SEND_REFUSED},
+)
+async def redeliver(request: Request, account_id: Account, webhook_id: str, message_id: str) -> Response:
+    sent = await _deliveries(request).redeliver(account_id, webhook_id, message_id)
+    return JSONResponse(present_sent(sent), status_code=202)
+
+
+@router.post(
+    "/webhooks/{webhook_id}/test",
+    status_code=202,
+    summary="Send a sample event marked as a test (X-Webhook-Test: true)",
+    tags=["deliveries"],
+    responses={202: {"model": SendAccepted}},
+    openapi_extra=_body_doc(SendTestRequest, (JSON,), required=False),
+)
+async def send_test(request: Request, account_id: Account, webhook_id: str) -> Response:
+    deliveries = _deliveries(request)
+    _service(request).get(account_id, webhook_id)  # 404 before judging the body of someone else's
+    event_type: str | None = None
+    if request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers:
+        body = await _read_json(request, (JSON,))
+        unknown = sorted(k for k in body if k != "eventType")
+        if unknown:
+            shown = unknown[0] if len(unknown[0]) <= 64 else unknown[0][:64] + "..."
+            raise InvalidRequest("unknown_field", f"unknown field {shown!r}; allowed: eventType")
+        value = body.get("eventType")
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequest("invalid_type", "eventType must be a string")
+        event_type = value
+    sent = await deliveries.send_test(account_id, webhook_id, event_type)
+    return JSONResponse(present_sent(sent), status_code=202)

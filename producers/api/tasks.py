@@ -3,6 +3,8 @@
 A send returns only once the broker has acknowledged the task (idempotent producer, ``acks=all``),
 so a 202 means the task is durable and a delivery worker will attempt it. Keyed by webhook id, as
 the router keys its tasks, so one webhook's tasks share a partition.
+
+Sends are rare, so the producer (and its poll thread) is created by the first one, not at start-up.
 """
 
 from __future__ import annotations
@@ -39,12 +41,21 @@ class TaskWriter:
         self._ack_timeout = ack_timeout
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
 
     @property
     def topic(self) -> str:
         return self._topic
 
     def start(self) -> TaskWriter:
+        """Create the producer and its poll thread now (:meth:`send` does it when needed)."""
+        with self._start_lock:
+            return self._start()
+
+    def _start(self) -> TaskWriter:
+        if self._closed:
+            raise Unavailable("the API is stopping")
         if self._producer is None:
             if self._given is not None:
                 self._producer = self._given
@@ -60,6 +71,8 @@ class TaskWriter:
         return self
 
     def close(self, timeout: float = 10.0) -> None:
+        with self._start_lock:
+            self._closed = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -99,7 +112,8 @@ class TaskWriter:
                 loop.call_soon_threadsafe(_resolve, done, outcome)
 
         if self._producer is None:
-            raise Unavailable("the API is not started")
+            await asyncio.to_thread(self.start)  # creating a producer may block briefly
+        assert self._producer is not None
         try:
             self._producer.produce(self._topic, value=value, key=key, on_delivery=settle)
         except BufferError:

@@ -213,7 +213,14 @@ def test_openapi_and_probes(api: RunningApi) -> None:
     spec = c.get("/openapi.json")
     assert spec.status_code == 200
     doc = spec.json()
-    assert set(doc["paths"]) == {"/api/webhooks", "/api/webhooks/{webhook_id}"}
+    assert set(doc["paths"]) == {
+        "/api/webhooks",
+        "/api/webhooks/{webhook_id}",
+        "/api/webhooks/{webhook_id}/deliveries",
+        "/api/webhooks/{webhook_id}/deliveries/{message_id}",
+        "/api/webhooks/{webhook_id}/deliveries/{message_id}/redeliver",
+        "/api/webhooks/{webhook_id}/test",
+    }
     assert set(doc["paths"]["/api/webhooks/{webhook_id}"]) == {"get", "patch", "delete"}
     patch_body = doc["paths"]["/api/webhooks/{webhook_id}"]["patch"]["requestBody"]["content"]
     assert set(patch_body) == {"application/merge-patch+json", "application/json"}
