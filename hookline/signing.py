@@ -6,6 +6,8 @@ Two schemes sign the same body bytes with the same key:
 - Standard Webhooks' ``webhook-signature``: ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}." + body)>``,
   one entry per secret still valid, current secret first.
 
+A test send (the owner's "send test event") also carries ``X-Webhook-Test: true``.
+
 The key of a ``whsec_<base64>`` secret is its base64-decoded bytes (the Standard Webhooks rule);
 the key of any other secret (systeme.io lets users type their own) is its UTF-8 bytes.
 """
@@ -21,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "SIGNATURE_HEADERS",
+    "TEST_HEADER",
     "SecretError",
     "Signer",
     "hmac_key",
@@ -37,6 +40,9 @@ _WHSEC = "whsec_"
 SIGNATURE_HEADERS = frozenset({"x-webhook-signature", "webhook-signature"})
 
 _REDACTED = "redacted"
+
+#: The header that marks a test send; receivers may ignore such a request's content.
+TEST_HEADER = "X-Webhook-Test"
 
 
 class SecretError(ValueError):
@@ -126,13 +132,15 @@ class Signer:
         timestamp: int,
         body: bytes,
         user_agent: str,
+        test: bool = False,
     ) -> list[tuple[str, str]]:
         """Return every header of one attempt, in a fixed order (DESIGN §4).
 
         ``event_time_ms`` is when the event happened (epoch milliseconds); ``timestamp`` is the
         attempt's own time in Unix seconds, which Standard Webhooks receivers check for freshness.
+        ``test`` adds ``X-Webhook-Test: true`` at the end.
         """
-        return [
+        headers = [
             ("Content-Type", "application/json"),
             ("User-Agent", user_agent),
             ("X-Webhook-Event", event_type),
@@ -144,6 +152,9 @@ class Signer:
             ("webhook-timestamp", str(timestamp)),
             ("webhook-signature", self.standard_signature(msg_id, timestamp, body)),
         ]
+        if test:
+            headers.append((TEST_HEADER, "true"))
+        return headers
 
 
 def sign_headers(
@@ -156,6 +167,7 @@ def sign_headers(
     timestamp: int,
     body: bytes,
     user_agent: str,
+    test: bool = False,
 ) -> list[tuple[str, str]]:
     """Return every header of one attempt; on a hot path, keep a :class:`Signer` instead."""
     return Signer(secrets).headers(
@@ -166,6 +178,7 @@ def sign_headers(
         timestamp=timestamp,
         body=body,
         user_agent=user_agent,
+        test=test,
     )
 
 

@@ -283,6 +283,7 @@ class TaskHandler:
             timestamp=int(self._clock()),
             body=body,
             user_agent=USER_AGENT,
+            test=task["trigger"] == "test",
         )
         return await self._sender.send(webhook.url, body, headers, attempt_id=attempt_id)
 
