@@ -18,11 +18,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from hookline.logs import setup_logging
     from hookline.probes import ProbeServer
+    from hookline.sealing import SealingError
+    from hookline.settings import SettingsError
     from processors.deliver import Deliver
 
     setup_logging(settings, role="deliver")
     log = logging.getLogger("hookline.deliver")
-    deliver = Deliver(settings)
+    try:
+        deliver = Deliver(settings)
+    except (SettingsError, SealingError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
     port = args.metrics_port if args.metrics_port is not None else settings.deliver_metrics_port
     probes = ProbeServer(
         deliver.registry, settings.metrics_host, port, ready=deliver.ready, healthy=deliver.healthy

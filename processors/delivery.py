@@ -6,8 +6,11 @@ or signs and sends one attempt (within the webhook's share of concurrency), asks
 plus the next attempt, the dead letter or the disabled config — returning only when all of them
 are acknowledged. The worker stores the task's offset after that.
 
-A webhook holds at most ``backlog`` tasks in a worker (see :func:`webhook_backlog`); further tasks for it go back, unattempted and without a result record, to the first
-retry tier (``hookline_delivery_deferred_total``), so one slow receiver cannot fill the worker.
+A webhook holds at most ``backlog`` tasks in a worker (a quarter of its buffer, see
+:func:`webhook_backlog`), and fewer when its receiver is slow: once its queue would take longer to
+drain than the first retry tier waits, further tasks go back, unattempted and without a result
+record, to that tier (``hookline_delivery_deferred_total``). A burst to a fast receiver is held
+and sent at once; a hanging receiver's backlog never fills the worker.
 
 Errors by stage: an input that cannot be read is dead-lettered (``reason`` from the codec);
 a secret that cannot be opened dead-letters the task (``secret_unavailable``); everything the
@@ -155,8 +158,8 @@ def status_class(status: int | None) -> str:
 
 
 def webhook_backlog(per_webhook: int, max_buffered: int) -> int:
-    """Tasks one webhook may hold in a worker: four times its concurrency, at most a quarter of the buffer."""
-    return max(1, min(4 * per_webhook, max(per_webhook, max_buffered // 4)))
+    """Tasks one webhook may hold in a worker at most: a quarter of the buffer (at least its share)."""
+    return max(per_webhook, max_buffered // 4)
 
 
 def new_attempt_id() -> str:
@@ -228,7 +231,7 @@ class TaskHandler:
         except (SealingError, SecretError) as exc:
             await self._secret_unavailable(rec, task, webhook, exc)
             return
-        if self._limits.waiting(webhook.id) >= self._backlog:
+        if self._should_defer(webhook.id):
             await self._defer(task)
             return
         async with self._limits.slot(webhook.id):
@@ -364,6 +367,13 @@ class TaskHandler:
             exchange.error_class or "-", exchange.latency,
             f" next_in={decision.delay:.2f}s" if isinstance(decision, Retry) else "",
         )
+
+    def _should_defer(self, webhook_id: str) -> bool:
+        """True when the webhook holds its whole backlog, or its queue would take longer to drain
+        than the first retry tier waits (a slow or hanging receiver): waiting there costs nothing."""
+        if self._limits.waiting(webhook_id) >= self._backlog:
+            return True
+        return self._limits.expected_wait(webhook_id) > self._tiers[0]
 
     async def _defer(self, task: Mapping[str, Any]) -> None:
         """Put ``task`` back, unattempted, into the first retry tier."""

@@ -1,42 +1,68 @@
 """Concurrency shares: a global cap on requests in flight and a smaller cap per webhook.
 
 A task first waits for its webhook's share, then for a global slot, so tasks of a slow or
-hanging receiver queue behind each other and never hold global slots while they wait.
+hanging receiver queue behind each other and never hold global slots while they wait. Each share
+also knows how long its queue would take to drain (:meth:`ConcurrencyLimits.expected_wait`), so
+the worker can move a slow webhook's excess elsewhere instead of holding it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 __all__ = ["ConcurrencyLimits"]
 
+_ALPHA = 0.2  # weight of the newest attempt in a share's average duration
+
 
 class _Share:
-    __slots__ = ("sem", "users")
+    __slots__ = ("active", "average", "sem", "users")
 
     def __init__(self, size: int) -> None:
         self.sem = asyncio.Semaphore(size)
-        self.users = 0
+        self.users = 0  # holding or waiting for a slot
+        self.active: dict[int, float] = {}  # slot token -> start time
+        self.average: float | None = None  # seconds per slot use
 
 
 class ConcurrencyLimits:
     """``total`` slots overall, at most ``per_key`` of them for one key (a webhook id)."""
 
-    def __init__(self, total: int, per_key: int) -> None:
+    def __init__(self, total: int, per_key: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         if total < 1 or per_key < 1:
             raise ValueError("concurrency limits must be at least 1")
         self.total = total
         self.per_key = per_key
+        self._clock = clock
         self._global = asyncio.Semaphore(total)
         self._shares: dict[str, _Share] = {}
+        self._token = 0
         self.in_flight = 0
 
     def waiting(self, key: str) -> int:
         """Tasks of ``key`` holding or waiting for a slot."""
         share = self._shares.get(key)
         return share.users if share else 0
+
+    def expected_wait(self, key: str) -> float:
+        """Seconds a new task of ``key`` would wait for its share, judging by recent slot use.
+
+        A slot still in use counts for at least its age, so a receiver that hangs shows as slow
+        before its first attempt ends.
+        """
+        share = self._shares.get(key)
+        if share is None:
+            return 0.0
+        queued = share.users - len(share.active)
+        if queued < 0 or len(share.active) < self.per_key:
+            return 0.0
+        now = self._clock()
+        oldest = now - min(share.active.values()) if share.active else 0.0
+        per_slot = max(share.average or 0.0, oldest)
+        return (queued // self.per_key + 1) * per_slot
 
     @asynccontextmanager
     async def slot(self, key: str) -> AsyncIterator[None]:
@@ -46,11 +72,18 @@ class ConcurrencyLimits:
         share.users += 1
         try:
             async with share.sem, self._global:
+                self._token += 1
+                token = self._token
+                started = share.active[token] = self._clock()
                 self.in_flight += 1
                 try:
                     yield
                 finally:
                     self.in_flight -= 1
+                    del share.active[token]
+                    took = self._clock() - started
+                    old = share.average
+                    share.average = took if old is None else (1 - _ALPHA) * old + _ALPHA * took
         finally:
             share.users -= 1
             if share.users == 0:

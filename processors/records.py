@@ -23,6 +23,7 @@ from hookline.webhooks import Webhook
 
 __all__ = [
     "EXCERPT_BYTES",
+    "REQUEST_BODY_BYTES",
     "Exchange",
     "bounded_headers",
     "dead_letter_record",
@@ -35,6 +36,8 @@ __all__ = [
 
 #: The most of a response body a result record keeps; the sender stops reading there.
 EXCERPT_BYTES = 16 * 1024
+#: The most of the request body a result record keeps, so that a result always fits in a record.
+REQUEST_BODY_BYTES = 256 * 1024
 _MAX_HEADERS = 64
 _MAX_HEADER_VALUE = 1024
 _MAX_MESSAGE = 1000
@@ -111,7 +114,7 @@ def result_record(
         "attemptedAt": exchange.attempted_at_ms,
         "url": exchange.url,
         "requestHeaders": dict(exchange.request_headers),
-        "requestBody": task["payload"],
+        "requestBody": task["payload"][:REQUEST_BODY_BYTES],
         "responseStatus": exchange.status,
         "responseHeaders": dict(exchange.response_headers),
         "responseBodyExcerpt": exchange.excerpt[:EXCERPT_BYTES],

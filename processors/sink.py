@@ -2,8 +2,9 @@
 
 A confluent-kafka producer (idempotent, acks=all) is polled by its own thread; each delivery
 report resolves an asyncio future on the loop. :meth:`KafkaSink.send` returns only once the
-record is acknowledged, retrying a record the producer gave up on, so a caller that stores an
-offset afterwards never stores past a record that was lost.
+record is acknowledged, retrying a record the producer gave up on (a broker outage), so a caller
+that stores an offset afterwards never stores past a record that was lost. A record the broker
+refuses for good raises :class:`RecordRejected`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Producer
 
-__all__ = ["KafkaSink", "RecordSink", "SinkClosed"]
+__all__ = ["KafkaSink", "RecordRejected", "RecordSink", "SinkClosed"]
 
 log = logging.getLogger("hookline.deliver")
 
@@ -24,6 +25,10 @@ _Ack = asyncio.Future[KafkaError | None]
 
 class SinkClosed(RuntimeError):
     """The sink is shutting down; the record may not have been written."""
+
+
+class RecordRejected(RuntimeError):
+    """The broker refused the record for good (too large, invalid): retrying cannot help."""
 
 
 class RecordSink(Protocol):
@@ -71,6 +76,8 @@ class KafkaSink:
             err = await fut
             if err is None:
                 return
+            if not (err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT):
+                raise RecordRejected(f"{topic} refused a record: {err}")
             log.error("producing to %s failed (%s); retrying", topic, err)
             await asyncio.sleep(self._retry_backoff)
 

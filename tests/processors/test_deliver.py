@@ -135,6 +135,30 @@ def test_sigkill_twice_during_2000_deliveries_loses_nothing(harness: Harness, re
     print(f"{len(got)} requests for {len(expected)} messages ({len(got) - len(expected)} duplicates)")
 
 
+def test_a_second_worker_joining_and_the_first_leaving_loses_nothing(
+    harness: Harness, receiver: Receiver
+) -> None:
+    """Two rebalances mid-run (a worker joins, then the first one stops): every message arrives."""
+    hooks = [f"r-{i}" for i in range(12)]
+    for wid in hooks:
+        harness.webhook(wid, receiver.url(f"/{wid}"))
+        receiver.set(f"/{wid}", lambda n, g: Reply(200, delay=0.02))
+    tasks = [harness.task(hooks[i % len(hooks)]) for i in range(1200)]
+    first, _ = harness.worker()
+    harness.send(tasks[:600])
+    wait_until(lambda: len(receiver.got()) >= 200, 30, "200 deliveries")
+    _second, port = harness.worker()  # joins the group: partitions move while tasks are in flight
+    harness.send(tasks[600:])
+    wait_until(lambda: len(receiver.got()) >= 700, 30, "700 deliveries")
+    assert first.stop() == 0  # leaves the group: its partitions move again
+    expected = {t["messageId"] for t in tasks}
+    wait_until(lambda: {g.headers["webhook-id"] for g in receiver.got()} >= expected, 60, "every message")
+    for g in receiver.got():
+        verify(g, harness.secrets[g.path[1:]])
+    assert "revoked" in first.log_tail(200)
+    assert metric(harness.metrics(port), "hookline_deliveries_total", outcome="delivered") > 0
+
+
 def test_sigterm_drains_in_flight_requests_commits_and_exits_0(harness: Harness, receiver: Receiver) -> None:
     harness.webhook("slow", receiver.url("/slow"))
     receiver.set("/slow", lambda n, g: Reply(200, delay=1.5))

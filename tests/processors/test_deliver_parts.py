@@ -477,3 +477,27 @@ def test_ipaddress_sanity() -> None:
     # The sender puts IPv6 addresses in brackets through httpx; make sure the form is right.
     url = httpx.URL("https://example.com:8443/p").copy_with(host=str(ipaddress.ip_address("2001:db8::1")))
     assert str(url) == "https://[2001:db8::1]:8443/p"
+
+
+def test_expected_wait_counts_rounds_of_the_share_and_the_age_of_hanging_slots() -> None:
+    now = [100.0]
+
+    async def run() -> list[float]:
+        limits = ConcurrencyLimits(total=10, per_key=2, clock=lambda: now[0])
+        release = asyncio.Event()
+        seen = [limits.expected_wait("k")]
+
+        async def use() -> None:
+            async with limits.slot("k"):
+                await release.wait()
+
+        tasks = [asyncio.create_task(use()) for _ in range(6)]  # 2 in flight, 4 queued
+        await asyncio.sleep(0)
+        seen.append(limits.expected_wait("k"))  # no history, nothing old yet
+        now[0] += 3.0  # the two in flight have hung for 3 s
+        seen.append(limits.expected_wait("k"))
+        release.set()
+        await asyncio.gather(*tasks)
+        return seen
+
+    assert asyncio.run(run()) == [0.0, 0.0, 9.0]  # 4 queued = 2 rounds, +1 for a new task, 3 s each
