@@ -6,14 +6,15 @@ FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Only what `pip install .` needs (see .dockerignore): the distribution's metadata and its packages.
+# Only what `pip install .` needs (see .dockerignore). pip compiles the .pyc files here, because the
+# pods run with a read-only root filesystem and could not write them at start.
 COPY pyproject.toml README.md ./
 COPY hookline ./hookline
 COPY schemas ./schemas
 COPY producers ./producers
 COPY processors ./processors
 RUN python -m venv /opt/hookline \
- && /opt/hookline/bin/pip install --no-compile . \
+ && /opt/hookline/bin/pip install . \
  && /opt/hookline/bin/hookline --version
 
 FROM python:3.11-slim
