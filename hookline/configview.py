@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from hookline.clients import consumer_config
+from hookline.metrics import ConfigViewMetrics
 from hookline.settings import Settings
 from hookline.topics import CONFIG
 from hookline.webhooks import Webhook
@@ -33,7 +34,10 @@ Listener = Callable[[str, Webhook | None], None]
 class ConfigView:
     """Consume the config topic in a background thread; serve lookups by id and by account."""
 
-    def __init__(self, settings: Settings, *, poll_timeout: float = 0.1) -> None:
+    def __init__(
+        self, settings: Settings, *, poll_timeout: float = 0.1, metrics: ConfigViewMetrics | None = None
+    ) -> None:
+        self._metrics = metrics
         self._settings = settings
         self._topic = settings.topic(CONFIG)
         self._poll_timeout = poll_timeout
@@ -204,14 +208,14 @@ class ConfigView:
             try:
                 hook = Webhook.from_record(decode(value, "WebhookConfig"))
             except (CodecError, KeyError, TypeError, ValueError) as exc:
-                self.bad_records += 1
+                self._bad_record()
                 log.error("config view: undecodable config at %s/%d: %s", partition, offset, exc)
                 hook = None
                 value = None
                 webhook_id = None  # never let a bad record delete a good config
             else:
                 if webhook_id != hook.id:
-                    self.bad_records += 1
+                    self._bad_record()
                     log.error("config view: key/id mismatch at %s/%d", partition, offset)
                     hook, webhook_id = None, None
         if webhook_id is not None:
@@ -230,3 +234,10 @@ class ConfigView:
         with self._cond:
             self._positions[partition] = offset + 1
             self._cond.notify_all()
+        if self._metrics is not None:
+            self._metrics.webhooks.set(len(self._by_id))
+
+    def _bad_record(self) -> None:
+        self.bad_records += 1
+        if self._metrics is not None:
+            self._metrics.bad_records.inc()

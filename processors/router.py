@@ -15,7 +15,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from hookline.configview import ConfigView
-from hookline.metrics import RouterMetrics
+from hookline.metrics import ConfigViewMetrics, RouterMetrics
 from hookline.settings import Settings
 from hookline.topics import CONTACT_EVENTS, DELIVERIES, DLQ, SALE_EVENTS
 from processors.routing import tasks_for
@@ -33,7 +33,7 @@ class Router:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = RouterMetrics(self.registry)
-        self.view = ConfigView(settings)
+        self.view = ConfigView(settings, metrics=ConfigViewMetrics(self.registry))
         self.app = self._build_app()
         self.assigned = False
 
@@ -82,6 +82,10 @@ class Router:
             async for event in stream.events():
                 await router.handle(event.message)
 
+        @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+        async def _report_lag() -> None:
+            await router.report_lag()
+
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub wants `signal=`
         async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             router.assigned = True
@@ -91,6 +95,20 @@ class Router:
             router.assigned = False
 
         return app
+
+    async def report_lag(self) -> None:
+        """Set the consumer-lag gauge from the fetcher's high watermarks and our positions."""
+        try:
+            consumer = self.app.consumer
+            lag = 0
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                position = await consumer.position(tp)
+                if high is not None and position is not None:
+                    lag += max(0, high - position)
+            self.metrics.consumer_lag.labels("router").set(lag)
+        except Exception:  # a metric must never take the router down
+            log.debug("router: could not compute consumer lag", exc_info=True)
 
     def ready(self) -> bool:
         return self.view.ready and self.assigned

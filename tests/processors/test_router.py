@@ -185,6 +185,15 @@ def test_poison_records_go_to_dlq_once_and_router_keeps_running(
     status, metrics = Role([], {}, Path("/dev/null")).get(port, "/metrics")
     assert status == 200
     assert b'hookline_router_dead_lettered_total{reason="tombstone"} 1.0' in metrics
+    assert b"hookline_config_webhooks 1.0" in metrics
+    wait_until(
+        lambda: (
+            b'hookline_consumer_lag_records{role="router"} 0.0'
+            in Role([], {}, Path("/dev/null")).get(port, "/metrics")[1]
+        ),
+        15,
+        "the router to report zero consumer lag",
+    )
     # Still running: the next event is routed.
     ev.put(event_record("A", "SALE_NEW", "good-4"))
     ev.flush()
