@@ -26,6 +26,7 @@ from hookline.settings import Settings
 from producers.api.auth import ApiKeys
 from producers.api.deliveries import DeliveryLogService
 from producers.api.errors import CatchAllMiddleware, install_error_handlers
+from producers.api.pages import install_pages
 from producers.api.routes import router
 from producers.api.service import ConfigReader, WebhookService
 from producers.api.tasks import TaskWriter
@@ -114,6 +115,7 @@ def create_app(
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(router)
+    install_pages(app, settings)  # the web page: /, /signin, /settings/webhooks, /static
 
     def healthy() -> bool:
         return getattr(reader, "error", None) is None
