@@ -7,7 +7,7 @@ import sys
 
 from hookline.settings import Settings
 
-ROLES = ["api", "router", "deliver"]
+ROLES = ["api", "router", "deliver", "logsink"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,13 +46,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         api_key = pipeline.up(roles=roles, demo=demo, events=args.events, keep_kafka=args.keep_kafka)
         s = settings
         pipeline.say("─" * 60)
-        pipeline.say(f"API + web page : http://127.0.0.1:{s.api_port}/   (X-API-Key: {api_key})")
+        pipeline.say(f"API            : http://127.0.0.1:{s.api_port}/api/webhooks   (X-API-Key: {api_key})")
         pipeline.say(f"OpenAPI        : http://127.0.0.1:{s.api_port}/openapi.json")
         pipeline.say(
             f"metrics        : router :{s.router_metrics_port}  deliver :{s.deliver_metrics_port}  "
             f"logsink :{s.logsink_metrics_port}  (/metrics, /healthz, /readyz)"
         )
         pipeline.say("more events    : .venv/bin/hookline produce --count 100 --account demo")
+        if "api" in roles:
+            # Last, so it is what the reader sees: the page shows the webhooks and their delivery logs.
+            page = f"http://127.0.0.1:{s.api_port}/"
+            pipeline.say(f"web page       : {page}   (sign in with the API key above)")
         pipeline.say("─" * 60)
         if demo and args.events and "deliver" in roles:
             ok = pipeline.wait_verified(args.events, args.timeout)
@@ -66,7 +70,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     return 1
         if args.exit_after_demo:
             return 0
-        pipeline.say("running; press Ctrl-C to stop everything")
+        running = "running; press Ctrl-C to stop everything"
+        if "api" in roles:
+            running = f"running; web page: http://127.0.0.1:{s.api_port}/  (Ctrl-C stops everything)"
+        pipeline.say(running)
         while not stop.wait(0.5):
             pass
         return 0

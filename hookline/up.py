@@ -100,6 +100,10 @@ class Pipeline:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        # One log store for every child: the log sink writes it, the API (logs, web page) reads it.
+        # Unset means a SQLite file under home, named by its absolute path (sqlite:////...).
+        store = s.database_url.get().strip() or f"sqlite:///{(s.home / 'logs.sqlite3').resolve()}"
+        env["HOOKLINE_DATABASE_URL"] = store
         keys = s.api_keys.get()
         demo_pair = f"{DEMO_ACCOUNT}:{local['HOOKLINE_DEMO_API_KEY']}"
         env["HOOKLINE_API_KEYS"] = f"{keys},{demo_pair}" if keys else demo_pair
