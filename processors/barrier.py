@@ -58,7 +58,7 @@ class ConfigBarrier:
             for partition, end in ends.items():
                 if end > 0 and not await self._view.wait_applied_async(partition, end - 1, self._timeout):
                     log.warning("config view did not reach offset %d of partition %d in time", end, partition)
-        except KafkaException as exc:
+        except (KafkaException, KeyError, RuntimeError) as exc:  # best effort: the view is used as it is
             log.warning("cannot read the config topic's end offsets: %s", exc)
         finally:
             self._done_started = max(self._done_started, started)

@@ -32,7 +32,17 @@ from typing import Any, Protocol
 
 from hookline import __version__
 from hookline.metrics import DeliveryMetrics
-from hookline.policy import DeadLetter, Delivered, Disable, GiveUp, Retry, classify, decide, parse_retry_after
+from hookline.policy import (
+    DeadLetter,
+    Delivered,
+    Disable,
+    GiveUp,
+    Retry,
+    classify,
+    decide,
+    parse_retry_after,
+    tier_for,
+)
 from hookline.sealing import Sealer, SealingError
 from hookline.signing import SecretError, Signer
 from hookline.webhooks import Webhook
@@ -81,6 +91,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     received: float  # time.monotonic() when the worker got it
+    timestamp_ms: int = 0  # the record's Kafka timestamp (when it was produced)
     task: dict[str, Any] | None = None
     error: CodecError | None = None
     decoded: bool = False
@@ -167,7 +178,7 @@ def new_attempt_id() -> str:
 
 
 class TaskHandler:
-    """Process consumed task records; the worker calls :meth:`due_at` and :meth:`process`."""
+    """Process consumed task records; the worker calls :meth:`hold_until` and :meth:`process`."""
 
     def __init__(
         self,
@@ -196,6 +207,7 @@ class TaskHandler:
         self._topics = topics
         self._schedule = schedule
         self._tiers = tuple(sorted(topics.retry))
+        self._tier_of = {topic: delay for delay, topic in topics.retry.items()}
         # Tasks of one webhook held at once (queued for its share or in flight); past that, new ones
         # wait in the first retry tier instead, so a slow receiver's backlog never fills the worker.
         self._backlog = backlog
@@ -208,10 +220,19 @@ class TaskHandler:
         self.stopping = False
 
     # -- the worker's port ----------------------------------------------------------------------
-    def due_at(self, rec: Record) -> int:
-        """Epoch milliseconds before which ``rec`` must not be processed (0: now)."""
+    def hold_until(self, rec: Record) -> int:
+        """Epoch milliseconds until which ``rec`` waits at the head of its partition (0: go now).
+
+        A retry tier holds a record for the tier's delay from when it was written, or until it is
+        due if that comes first; so records leave a tier in the order they entered it, and a record
+        due later than its tier's delay (jitter, ``Retry-After``) never holds up the ones behind it:
+        :meth:`process` moves it on to the tier that fits what is left of its wait.
+        """
         task = self._decode(rec)
-        return int(task["dueAt"]) if task is not None else 0
+        tier = self._tier_of.get(rec.topic)
+        if task is None or tier is None:
+            return 0  # new tasks go now; one due later is moved on to a tier by process()
+        return min(int(task["dueAt"]), rec.timestamp_ms + int(tier * 1000))
 
     async def process(self, rec: Record) -> None:
         """Handle ``rec`` completely; raise only :class:`Abandoned` (or on shutdown of the sink)."""
@@ -220,6 +241,10 @@ class TaskHandler:
             err = rec.error
             why = err.reason if err is not None else "tombstone"
             await self._dead_letter_input(rec, why, str(err) if err else "a task record has no value")
+            return
+        wait = task["dueAt"] / 1000 - self._clock()
+        if wait > 0:
+            await self._move_on(task, wait)
             return
         webhook = await self._current(task, rec.received)
         reason = skip_reason(webhook, task)
@@ -367,6 +392,13 @@ class TaskHandler:
             exchange.error_class or "-", exchange.latency,
             f" next_in={decision.delay:.2f}s" if isinstance(decision, Retry) else "",
         )
+
+    async def _move_on(self, task: Mapping[str, Any], wait: float) -> None:
+        """Pass a task that is not due yet to the tier that fits the rest of its wait."""
+        tier = tier_for(wait, self._tiers)
+        key = task["webhookId"].encode()
+        await self._sink.send(self._topics.retry[tier], key, encode("DeliveryTask", task))
+        log.debug("moved message=%s on to the %gs tier (%.1fs to wait)", task["messageId"], tier, wait)
 
     def _should_defer(self, webhook_id: str) -> bool:
         """True when the webhook holds its whole backlog, or its queue would take longer to drain

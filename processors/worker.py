@@ -5,17 +5,17 @@ commit, close) runs there, one step at a time, so the asyncio loop never blocks 
 
 Offsets: each assigned partition has a :class:`~processors.offsets.PartitionOffsets`; a task's
 offset counts only once its records are acknowledged, and the offset stored is the lowest one
-still unfinished. librdkafka auto-commits what was stored, every second; revocation and shutdown
+still unfinished. librdkafka auto-commits what was stored every 250 ms; revocation and shutdown
 commit synchronously.
 
 Holding: a record that cannot start yet is held in memory with everything behind it in its
 partition, and that partition is paused until the head can start — other partitions and topics go
-on. A record waits for its ``dueAt`` (retry tiers; tiers have a fixed delay, so heads fall due
-roughly in order) or for room: at most ``max_buffered`` tasks run at once (queued for a
-concurrency slot or in flight). Each poll takes no more records than there is room for, so when
-the worker is full only a record per partition is read and held; held heads start round-robin
-over the partitions as room frees up. The consumer keeps polling throughout, so it stays in the
-group.
+on. A record waits for the time its port names (a retry tier's delay from when the record was
+written, so records leave a tier in the order they entered it) or for room: at most
+``max_buffered`` tasks run at once (queued for a concurrency slot or in flight). Each poll takes
+no more records than there is room for, so when the worker is full only a record per partition is
+read and held; held heads start round-robin over the partitions as room frees up. The consumer
+keeps polling throughout, so it stays in the group.
 
 Rebalance: on revocation the finished prefix of each revoked partition is committed and the
 rest is dropped; tasks still running finish but no longer store offsets, so the next owner may
@@ -34,7 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from hookline.metrics import DeliveryMetrics
 from processors.delivery import Abandoned, Record
@@ -52,8 +59,8 @@ _Key = tuple[str, int]
 class TaskPort(Protocol):
     stopping: bool
 
-    def due_at(self, rec: Record) -> int:
-        """Epoch milliseconds before which ``rec`` must wait (0: process now)."""
+    def hold_until(self, rec: Record) -> int:
+        """Epoch milliseconds until which ``rec`` waits at the head of its partition (0: go now)."""
 
     async def process(self, rec: Record) -> None:
         """Handle ``rec`` completely; its offset may be stored once this returns."""
@@ -174,8 +181,10 @@ class Worker:
         if part.next_seen is not None and offset < part.next_seen:
             return  # read before (a re-fetch)
         part.next_seen = offset + 1
-        rec = Record(topic, partition, offset, msg.key(), msg.value(), time.monotonic())
-        if part.held or self._buffered >= self._max_buffered or self._port.due_at(rec) > now_ms:
+        kind, stamp = msg.timestamp()
+        written = stamp if kind != TIMESTAMP_NOT_AVAILABLE else now_ms
+        rec = Record(topic, partition, offset, msg.key(), msg.value(), time.monotonic(), written)
+        if part.held or self._buffered >= self._max_buffered or self._port.hold_until(rec) > now_ms:
             part.held.append(rec)  # keeps partition order: nothing passes a waiting head
             return
         self._start(part, rec)
@@ -193,12 +202,13 @@ class Worker:
             for part in waiting:
                 if self._buffered >= self._max_buffered:
                     break
-                if self._port.due_at(part.held[0]) <= now_ms:
+                if self._port.hold_until(part.held[0]) <= now_ms:
                     self._start(part, part.held.popleft())
                     if part.held:
                         ready.append(part)
             waiting = ready
-        self._starved = any(self._port.due_at(p.held[0]) <= now_ms for p in self._parts.values() if p.held)
+        heads = (p.held[0] for p in self._parts.values() if p.held)
+        self._starved = any(self._port.hold_until(rec) <= now_ms for rec in heads)
 
     def _start(self, part: _Partition, rec: Record) -> None:
         part.offsets.start(rec.offset)

@@ -405,6 +405,45 @@ TOPICS = DeliveryTopics(
 )
 
 
+def _handler(
+    sink: _Sink, sender: _Sender, barrier: _Barrier, hook: Webhook | None, sealer: Sealer
+) -> TaskHandler:
+    return TaskHandler(
+        configs=_Configs(hook), barrier=barrier, signers=SignerCache(sealer), sender=sender, sink=sink,
+        limits=ConcurrencyLimits(4, 2), metrics=DeliveryMetrics(CollectorRegistry()), topics=TOPICS,
+        schedule=(0.5, 1.0, 1.5), jitter=0.2, rng=random.Random(1), backlog=8,
+    )
+
+
+def _task(**kw: Any) -> dict[str, Any]:
+    task = {
+        "messageId": "msg_1", "eventId": "e1", "webhookId": "wh", "accountId": "a", "eventType": "SALE_NEW",
+        "eventOccurredAt": 1, "routedAt": 1, "configVersion": 1, "payload": b"{}", "attempt": 1,
+        "dueAt": 0, "trigger": "automatic", "firstAttemptAt": None,
+    }
+    task.update(kw)
+    return task
+
+
+def test_a_tier_holds_a_record_for_its_delay_from_when_it_was_written() -> None:
+    sealer = Sealer.from_secret(Secret(generate_key()))
+    sink, sender = _Sink(), _Sender(200)
+    handler = _handler(sink, sender, _Barrier(), _hook(secret=sealer.seal("wh", "s")), sealer)
+    now = int(time.time() * 1000)
+
+    def rec(topic: str, due: int, written: int) -> Record:
+        return Record(topic, 0, 1, b"wh", encode("DeliveryTask", _task(dueAt=due)), 0.0, written)
+
+    assert handler.hold_until(rec("r1", now + 800, now)) == now + 800  # due within the tier's delay
+    assert handler.hold_until(rec("r1", now + 60_000, now)) == now + 1000  # then it moves on
+    assert handler.hold_until(rec("tasks", now + 60_000, now)) == 0  # new tasks never wait in place
+    # Not due yet when released: passed on, unattempted, to the tier that fits the rest of its wait.
+    asyncio.run(handler.process(rec("r1", now + 1_200, now - 1000)))
+    asyncio.run(handler.process(rec("r1", now + 60_000, now - 1000)))
+    assert sender.sent == [] and [t for t, _k, _v in sink.records] == ["r1", "r1.5"]
+    assert [decode(v, "DeliveryTask")["dueAt"] for _t, _k, v in sink.records] == [now + 1_200, now + 60_000]
+
+
 def _handle(status: int | None, *, attempt: int = 1, trigger: str = "automatic", error: str | None = None,
             headers: dict[str, str] | None = None, hook: Webhook | None = None,
             version: int = 1) -> tuple[_Sink, _Sender, _Barrier]:

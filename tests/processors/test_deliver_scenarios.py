@@ -177,13 +177,14 @@ def test_always_500_is_dead_lettered_after_the_whole_schedule(world: World) -> N
     assert [r["outcome"] for r in results] == ["failed"] * len(SCHEDULE) + ["dead_lettered"]
     assert [r["final"] for r in results] == [False] * len(SCHEDULE) + [True]
     assert results[-1]["nextRetryAt"] is None and results[-1]["responseBodyExcerpt"] == b"boom"
-    # No further attempt can follow: the retry tiers hold attempts 2..4 once each, and none beyond.
+    # No further attempt can follow: the retry tiers hold attempts 2..4 (a task due later than its
+    # tier's delay passes on to a shorter tier, so one attempt may appear twice), and none beyond.
     retried = []
     for reader in world.retries.values():
         reader.poll(0.3)
         tasks = reader.decoded("DeliveryTask")
         retried += [t["attempt"] for t in tasks if t["messageId"] == task["messageId"]]
-    assert sorted(retried) == list(range(2, len(SCHEDULE) + 2))
+    assert set(retried) == set(range(2, len(SCHEDULE) + 2))
     text = world.h.metrics(world.port)
     assert metric(text, "hookline_delivery_dead_lettered_total", reason="retries_exhausted") >= 1
 
