@@ -11,7 +11,8 @@ Attempt numbers: a redelivery (trigger ``manual``) is numbered one above the hig
 stored for the message when it is requested, so its attempts read 1, 2, 3, then 4 for the manual
 one. An automatic retry still pending at that moment may carry the same number; the attempt id
 tells them apart. A test send is a new message whose only attempt is number 1. Neither is ever
-retried (see :class:`hookline.policy.GiveUp`).
+retried (see :class:`hookline.policy.GiveUp`). Redelivering a test message sends it as a test
+again (trigger ``test``), so a sample never reaches a receiver unmarked.
 
 A test send carries a sample payload of the chosen type, built like the router builds a real one
 but from :class:`producers.samples.SampleGenerator`; no event goes to the domain topics. The
@@ -194,7 +195,7 @@ class DeliveryLogService:
 
     # -- sends ------------------------------------------------------------------------------------
     async def redeliver(self, account: str, webhook_id: str, message_id: str) -> Sent:
-        """Send the message again, as it was, with its message id: one ``manual`` attempt."""
+        """Send the message again, as it was, with its message id: one ``manual`` (or ``test``) attempt."""
         detail = await self.get_delivery(account, webhook_id, message_id)
         hook = self._webhooks.get(account, webhook_id)  # the current config, after the await
         if not hook.active:
@@ -214,6 +215,7 @@ class DeliveryLogService:
             )
         msg = detail.message
         attempt = max((a.attempt for a in detail.attempts), default=msg.last_attempt) + 1
+        trigger: Literal["manual", "test"] = "test" if msg.trigger == "test" else "manual"
         task = self._task(
             hook,
             message_id=msg.message_id,
@@ -222,17 +224,18 @@ class DeliveryLogService:
             occurred_at_ms=to_ms(msg.event_occurred_at),
             payload=body,
             attempt=attempt,
-            trigger="manual",
+            trigger=trigger,
         )
-        await self._send(task, "manual")
+        await self._send(task, trigger)
         log.info(
-            "redelivery of message %s to webhook %s requested by account %s (attempt %d)",
+            "redelivery of message %s to webhook %s requested by account %s (attempt %d, %s)",
             msg.message_id,
             webhook_id,
             account,
             attempt,
+            trigger,
         )
-        return Sent(msg.message_id, webhook_id, msg.event_type, "manual", attempt)
+        return Sent(msg.message_id, webhook_id, msg.event_type, trigger, attempt)
 
     async def send_test(self, account: str, webhook_id: str, event_type: str | None = None) -> Sent:
         """Send a sample event of ``event_type`` (default: the first subscribed) marked as a test."""

@@ -248,7 +248,7 @@ def test_redeliver_produces_one_manual_task_with_the_stored_payload(
     t = now_ms()
     body = orjson.dumps({"customer": {"id": 3}, "order": {"id": 11}})
     msg = message_id("evt-redeliver", hook)
-    common = {"requestBody": body, "eventId": "evt-redeliver", "eventOccurredAt": t - 60_000}
+    common: dict[str, Any] = {"requestBody": body, "eventId": "evt-redeliver", "eventOccurredAt": t - 60_000}
     store.insert_attempts(
         [
             delivery_result(
@@ -260,6 +260,7 @@ def test_redeliver_produces_one_manual_task_with_the_stored_payload(
             delivery_result("acct-a", hook, msg, 3, attempted_at=t - 1000, outcome="dead_lettered", **common),
             delivery_result("acct-a", hook, "msg_cut", 1, requestBody=body[:-5]),  # the log kept a prefix
             delivery_result("acct-a", hook, "msg_empty", 1, requestBody=b""),
+            delivery_result("acct-a", hook, "msg_test", 1, requestBody=body, trigger="test"),
         ]
     )
     tasks = Tasks(api)
@@ -274,6 +275,12 @@ def test_redeliver_produces_one_manual_task_with_the_stored_payload(
         assert (task["attempt"], task["trigger"], task["configVersion"]) == (4, "manual", 2)
         assert (task["eventOccurredAt"], task["accountId"], task["dueAt"]) == (t - 60_000, "acct-a", 0)
 
+        # A test message sent again is still a test (X-Webhook-Test), never a sample passed off as real.
+        r = a.post(f"/api/webhooks/{hook}/deliveries/msg_test/redeliver")
+        assert r.status_code == 202 and r.json()["trigger"] == "test" and r.json()["attempt"] == 2
+        _, again = tasks.wait(2)
+        assert (again["messageId"], again["trigger"], again["attempt"]) == ("msg_test", "test", 2)
+
         assert _error(a.post(f"/api/webhooks/{hook}/deliveries/msg_cut/redeliver")) == (
             409,
             "payload_incomplete",
@@ -285,8 +292,9 @@ def test_redeliver_produces_one_manual_task_with_the_stored_payload(
         assert a.patch(f"/api/webhooks/{hook}", json={"active": False}).status_code == 200
         assert _error(a.post(f"/api/webhooks/{hook}/deliveries/{msg}/redeliver")) == (409, "webhook_inactive")
         tasks.reader.poll(0.5)
-        assert len(tasks.reader.records) == 1  # refused sends produced nothing
+        assert len(tasks.reader.records) == 2  # refused sends produced nothing
         assert _metric(api, 'hookline_api_sends_total{outcome="ok",trigger="manual"}') == 1
+        assert _metric(api, 'hookline_api_sends_total{outcome="ok",trigger="test"}') == 1
     finally:
         tasks.close()
 
