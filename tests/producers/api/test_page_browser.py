@@ -223,7 +223,6 @@ def test_owner_manages_a_webhook_and_reads_its_logs_in_a_browser(stack: Stack, b
 
     page.get_by_label("URL").fill(hook_url)
     page.get_by_role("checkbox", name=re.compile("CONTACT_CREATED")).check()
-    shot(page, "webhook-form")
     page.get_by_role("button", name="Create webhook").click()
     expect(page.get_by_role("heading", name="Webhook created")).to_be_visible()
     secret = page.locator("#secret-value").inner_text().strip()
@@ -231,6 +230,7 @@ def test_owner_manages_a_webhook_and_reads_its_logs_in_a_browser(stack: Stack, b
     page.get_by_role("button", name="Copy").click()
     expect(page.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == secret
+    shot(page, "webhook-created-secret")
 
     # -- send a test event, see it delivered in the logs -----------------------------------------
     page.get_by_role("link", name="Send a test event").click()
@@ -256,6 +256,7 @@ def test_owner_manages_a_webhook_and_reads_its_logs_in_a_browser(stack: Stack, b
     expect(page.get_by_label("Name")).to_have_value("Order sync")
     page.get_by_role("checkbox", name=re.compile("CONTACT_CREATED")).uncheck()
     page.get_by_role("checkbox", name=re.compile("SALE_NEW")).check()
+    shot(page, "webhook-form")
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".notice")).to_have_text("Webhook saved.")
     expect(row.locator(".events")).to_have_text("SALE_NEW")
