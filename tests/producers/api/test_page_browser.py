@@ -82,7 +82,13 @@ class Stack:
 
 
 @pytest.fixture
-def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
+def chromium() -> str:
+    """The browser's path, checked before anything else starts."""
+    return _chromium()
+
+
+@pytest.fixture
+def stack(chromium: str, settings: Settings, tmp_path: Path) -> Iterator[Stack]:
     database = Secret(f"sqlite:///{tmp_path / 'logs.sqlite3'}")
     api_conf = api_settings(settings, database_url=database)
     ports = {name: free_port() for name in ("router", "deliver", "logsink")}
@@ -117,10 +123,9 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def browser_page(stack: Stack) -> Iterator[Page]:
-    executable = _chromium()
+def browser_page(chromium: str, stack: Stack) -> Iterator[Page]:
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         context = browser.new_context(base_url=stack.api.base_url, viewport={"width": 1280, "height": 860})
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.api.base_url)
         context.set_default_timeout(TIMEOUT_MS)
