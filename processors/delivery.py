@@ -243,9 +243,11 @@ class TaskHandler:
             await self._dead_letter_input(rec, why, str(err) if err else "a task record has no value")
             return
         wait = task["dueAt"] / 1000 - self._clock()
-        if wait > 0:
+        if wait > 0.05:
             await self._move_on(task, wait)
             return
+        if wait > 0:
+            await asyncio.sleep(wait)  # a clock step: wait it out here rather than in another tier
         webhook = await self._current(task, rec.received)
         reason = skip_reason(webhook, task)
         if reason is not None or webhook is None:
