@@ -21,6 +21,7 @@ __all__ = [
     "admin_client",
     "consumer_config",
     "create_topics",
+    "delete_topics",
     "describe_topic_config",
     "producer_config",
     "wait_for_broker",
@@ -130,6 +131,21 @@ def create_topics(
                     raise
     present = sorted(n for n in wanted if n not in created)
     return sorted(created), present
+
+
+def delete_topics(settings: Settings, names: Iterable[str], timeout: float = 30.0) -> None:
+    """Delete topics by full name; missing ones are ignored."""
+    admin = admin_client(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    doomed = [n for n in names if n in existing]
+    if not doomed:
+        return
+    for fut in admin.delete_topics(doomed, request_timeout=timeout).values():
+        try:
+            fut.result()
+        except KafkaException as exc:
+            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise
 
 
 def describe_topic_config(settings: Settings, topic: str, timeout: float = 10.0) -> Mapping[str, str]:

@@ -178,6 +178,8 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "log.cleaner.backoff.ms": "1000",
+            # Deleted topics release their files within seconds, not a minute (tests churn topics).
+            "file.delete.delay.ms": "2000",
             "log.retention.check.interval.ms": "60000",
         }
         path = self.dir / "server.properties"

@@ -60,6 +60,9 @@ def _doc(text: str, default: Any) -> Any:
 class Settings:
     kafka_bootstrap: str = _doc("Kafka bootstrap servers, comma-separated.", "127.0.0.1:9092")
     topic_prefix: str = _doc("Prefix for every topic name (and consumer group).", "")
+    topic_partitions: int = _doc(
+        "Partitions of every topic `hookline topics create` makes (0 = each topic's own default).", 0
+    )
     api_keys: Secret = _doc(
         "`account:key` pairs, comma-separated; keys are hashed when loaded.", lambda: Secret("")
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hookline.settings import Settings
 
@@ -70,4 +70,6 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
         # A tier must keep records at least as long as they wait in it, plus a day of slack.
         retention = max(int(delay * 1000) + _DAY_MS, 7 * _DAY_MS)
         specs.append(TopicSpec(retry_topic(delay), 6, {"retention.ms": str(retention)}))
+    if settings.topic_partitions > 0:
+        specs = [replace(s, partitions=settings.topic_partitions) for s in specs]
     return specs

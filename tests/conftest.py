@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hookline.clients import create_topics
+from hookline.clients import admin_client, create_topics, delete_topics
 from hookline.localkafka import LocalKafka
 from hookline.settings import Settings, load_settings
 
@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Compressed retry schedule for tests: seconds instead of hours.
 TEST_RETRY_SCHEDULE = (0.5, 1.0, 1.5)
+TEST_PARTITIONS = 3
 
 
 def _free_port() -> int:
@@ -64,17 +65,29 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Settings:
-    """Settings for one test: the session broker, a fresh topic prefix, every topic created."""
+def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for one test: the session broker, a fresh topic prefix, every topic created.
+
+    Topics get 3 partitions each and are deleted afterwards, so a whole suite on one broker
+    stays far below its open-file limit.
+    """
     s = load_settings(
         {},
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
         retry_schedule=TEST_RETRY_SCHEDULE,
+        topic_partitions=TEST_PARTITIONS,
         home=tmp_path / "home",
     )
     create_topics(s)
-    return s
+    yield s
+    drop_prefixed_topics(s)
+
+
+def drop_prefixed_topics(s: Settings) -> None:
+    """Delete every topic under the settings' prefix (including ones the roles made themselves)."""
+    names = [n for n in admin_client(s).list_topics(timeout=30).topics if n.startswith(s.topic_prefix)]
+    delete_topics(s, names)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

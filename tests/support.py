@@ -200,6 +200,7 @@ def role_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {
         "HOOKLINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "HOOKLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "HOOKLINE_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "HOOKLINE_HOME": str(settings.home),
         "HOOKLINE_RETRY_SCHEDULE": ",".join(f"{d:g}" for d in settings.retry_schedule),
         "HOOKLINE_LOG_FORMAT": "text",

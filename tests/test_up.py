@@ -21,6 +21,7 @@ def test_up_runs_the_pipeline_and_prints_verified_demo_deliveries(settings: Sett
         **os.environ,
         "HOOKLINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "HOOKLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "HOOKLINE_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "HOOKLINE_HOME": str(tmp_path / "home"),
         "HOOKLINE_API_PORT": str(free_port()),
         "HOOKLINE_ROUTER_METRICS_PORT": str(free_port()),
