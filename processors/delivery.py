@@ -7,10 +7,10 @@ plus the next attempt, the dead letter or the disabled config — returning only
 are acknowledged. The worker stores the task's offset after that.
 
 A webhook holds at most ``backlog`` tasks in a worker (a quarter of its buffer, see
-:func:`webhook_backlog`), and fewer when its receiver is slow: once its queue would take longer to
-drain than the first retry tier waits, further tasks go back, unattempted and without a result
-record, to that tier (``hookline_delivery_deferred_total``). A burst to a fast receiver is held
-and sent at once; a hanging receiver's backlog never fills the worker.
+:func:`webhook_backlog`), and fewer when its receiver is slow: once its queue would take longer
+to drain than the first retry tier waits (and than 5 s), further tasks go back, unattempted and
+without a result record, to that tier (``hookline_delivery_deferred_total``). A burst to a fast
+receiver is held and sent at once; a hanging receiver's backlog never fills the worker.
 
 Errors by stage: an input that cannot be read is dead-lettered (``reason`` from the codec);
 a secret that cannot be opened dead-letters the task (``secret_unavailable``); everything the
@@ -75,6 +75,8 @@ log = logging.getLogger("hookline.deliver")
 
 USER_AGENT = f"hookline/{__version__}"
 DISABLED_410 = "410 Gone"
+#: A webhook's queue that would take longer than this (or than the first tier) to drain is too slow.
+DEFER_AFTER = 5.0
 
 
 class Abandoned(Exception):
@@ -404,10 +406,11 @@ class TaskHandler:
 
     def _should_defer(self, webhook_id: str) -> bool:
         """True when the webhook holds its whole backlog, or its queue would take longer to drain
-        than the first retry tier waits (a slow or hanging receiver): waiting there costs nothing."""
+        than the first retry tier waits, and several seconds at least (a slow or hanging receiver,
+        not a burst): then waiting in the tier costs the task nothing."""
         if self._limits.waiting(webhook_id) >= self._backlog:
             return True
-        return self._limits.expected_wait(webhook_id) > self._tiers[0]
+        return self._limits.expected_wait(webhook_id) > max(self._tiers[0], DEFER_AFTER)
 
     async def _defer(self, task: Mapping[str, Any]) -> None:
         """Put ``task`` back, unattempted, into the first retry tier."""
