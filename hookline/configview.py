@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
-from hookline.clients import consumer_config
+from hookline.clients import common_config, consumer_config
 from hookline.metrics import ConfigViewMetrics
 from hookline.settings import Settings
 from hookline.topics import CONFIG
@@ -52,6 +53,9 @@ class ConfigView:
         self._ready = threading.Event()
         self.bad_records = 0
         self.error: BaseException | None = None
+        self._synced_ms = 0.0  # every config record written before this (epoch ms) is applied
+        self._sync_lock: asyncio.Lock | None = None
+        self._admin: AdminClient | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> ConfigView:
@@ -111,6 +115,41 @@ class ConfigView:
                 return False
             await asyncio.sleep(0.005)
         return True
+
+    async def catch_up_async(self, written_before_ms: float, timeout: float = 5.0) -> bool:
+        """Make sure every config record written before ``written_before_ms`` has been applied.
+
+        The router calls this with an event's timestamp: a config change the API confirmed before
+        the event was published then always takes part in that event's routing. One watermark
+        request covers every event older than it, so under load this costs almost nothing.
+        """
+        if written_before_ms <= self._synced_ms:
+            return True
+        if self._sync_lock is None:
+            self._sync_lock = asyncio.Lock()
+        async with self._sync_lock:
+            if written_before_ms <= self._synced_ms:
+                return True
+            started_ms = time.time() * 1000
+            loop = asyncio.get_running_loop()
+            try:
+                ends = await loop.run_in_executor(None, self._end_offsets)
+            except Exception:
+                log.warning("config view: could not read the config topic's end offsets", exc_info=True)
+                return False
+            for partition, end in ends.items():
+                if end > 0 and not await self.wait_applied_async(partition, end - 1, timeout):
+                    return False
+            self._synced_ms = max(self._synced_ms, started_ms)
+            return True
+
+    def _end_offsets(self) -> dict[int, int]:
+        if self._admin is None:
+            self._admin = AdminClient(common_config(self._settings))
+        parts = sorted(self._targets or {})
+        specs = {TopicPartition(self._topic, p): OffsetSpec.latest() for p in parts}  # type: ignore[no-untyped-call]
+        futures = self._admin.list_offsets(specs, request_timeout=5)
+        return {tp.partition: int(f.result().offset) for tp, f in futures.items()}
 
     # -- lookups --------------------------------------------------------------------------------
     def get(self, webhook_id: str) -> Webhook | None:

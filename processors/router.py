@@ -127,6 +127,9 @@ class Router:
                 return
             event_type = event["type"]
             self.metrics.events_consumed.labels(event_type).inc()
+            if msg.timestamp:
+                # Config changes confirmed before the event was published must apply to it.
+                await self.view.catch_up_async(msg.timestamp * 1000)
             tasks = tasks_for(
                 event, self.view.subscribers(event["accountId"], event_type), int(time.time() * 1000)
             )
