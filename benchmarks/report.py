@@ -1,0 +1,203 @@
+"""Write a bench's results: ``results.json``, ``results.md`` (targets, pass/fail, figures), PNG plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["write_all"]
+
+PLOTS = ("latency.png", "throughput.png")
+
+
+def write_all(
+    out: Path, results: dict[str, Any], series: dict[str, Any], latencies: dict[str, list[float]]
+) -> list[Path]:
+    """Write every output file into ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "results.json"]
+    written[0].write_bytes(
+        orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    )
+    plots = _plots(out, series, latencies)
+    results_md = out / "results.md"
+    results_md.write_text(markdown(results, [p.name for p in plots]))
+    return [*written, results_md, *plots]
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if unit == "s":
+        return f"{value * 1000:.1f} ms"
+    if unit == "B":
+        return f"{value / 1024:.1f} KiB"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+_UNITS = {
+    "e2e_ratio_vs_aiohttp": "x",
+    "latency_p99_s_at_50pct": "s",
+    "latency_p99_s_at_80pct": "s",
+    "bytes_per_inflight_delivery": "B",
+    "retention_c512_vs_c16": "x",
+    "router_ratio_vs_e2e": "x",
+    "retention_10000_vs_10_webhooks": "x",
+}
+
+_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("raw_aiohttp_rps", "raw aiohttp POST loop (req/s)", ""),
+    ("raw_httpx_rps", "raw httpx POST loop (req/s)", ""),
+    ("raw_consume_msgs_per_s", "raw confluent-kafka batched consume (msgs/s)", ""),
+    ("ping_p50_s", "produce → consume ping, p50", "s"),
+    ("ping_p99_s", "produce → consume ping, p99", "s"),
+    ("e2e_deliveries_per_s", "pipeline max, 1 webhook per event (deliveries/s)", ""),
+    ("e2e_fanout10_deliveries_per_s", "pipeline max, fan-out to 10 (deliveries/s)", ""),
+    ("e2e_ratio_vs_aiohttp", "pipeline max ÷ raw aiohttp", "x"),
+    ("e2e_ratio_vs_httpx", "pipeline max ÷ raw httpx", "x"),
+    ("latency_p50_s_at_50pct", "latency p50 at 50 %", "s"),
+    ("latency_p99_s_at_50pct", "latency p99 at 50 %", "s"),
+    ("latency_p999_s_at_50pct", "latency p99.9 at 50 %", "s"),
+    ("latency_p50_s_at_80pct", "latency p50 at 80 %", "s"),
+    ("latency_p99_s_at_80pct", "latency p99 at 80 %", "s"),
+    ("latency_p999_s_at_80pct", "latency p99.9 at 80 %", "s"),
+    ("bytes_per_inflight_delivery_1000", "worker memory per in-flight delivery, 1,000 held", "B"),
+    ("bytes_per_inflight_delivery_10000", "worker memory per in-flight delivery, 10,000 held", "B"),
+    ("throughput_c16", "max deliveries/s, 16 connections", ""),
+    ("throughput_c512", "max deliveries/s, 512 connections", ""),
+    ("retention_c512_vs_c16", "512 ÷ 16 connections", "x"),
+    ("throughput_10_webhooks", "max deliveries/s, 10 webhooks configured", ""),
+    ("throughput_10000_webhooks", "max deliveries/s, 10,000 webhooks configured", ""),
+    ("retention_10000_vs_10_webhooks", "10,000 ÷ 10 webhooks", "x"),
+    ("router_events_per_s", "router alone (events/s)", ""),
+    ("relay_events_per_s", "plain consume → produce loop (events/s)", ""),
+    ("router_ratio_vs_relay", "router ÷ plain loop", "x"),
+    ("router_ratio_vs_e2e", "router ÷ pipeline max", "x"),
+    ("ledger_balanced", "every run's ledger balances", ""),
+)
+
+
+def markdown(results: dict[str, Any], plots: list[str]) -> str:
+    env = results.get("environment", {})
+    lines = [
+        f"# hookline bench — {results.get('mode')} mode",
+        "",
+        f"{env.get('cpus')} CPUs ({env.get('cpu_model')}), Python {env.get('python')}, "
+        f"Kafka {env.get('kafka_broker')}, commit `{(env.get('git_commit') or '')[:10]}`"
+        + (" (with uncommitted changes)" if env.get("git_dirty_files") else "")
+        + f"; {results.get('duration_s')} s. Broker, roles, sink and generator share the machine; "
+        "ratios compare figures measured in the same run.",
+        "",
+    ]
+    if not results.get("ledger_balanced"):
+        lines += [f"**VOID: the ledger of these runs does not balance: {results.get('void_runs')}**", ""]
+    lines += ["## Targets (issue 7)", "", "| target | measured | bound | |", "|---|---|---|---|"]
+    for key, t in results.get("targets", {}).items():
+        verdict = "n/a" if t["pass"] is None else ("pass" if t["pass"] else "**FAIL**")
+        lines.append(
+            f"| {t['meaning']} | {_fmt(t['value'], _UNITS.get(key, ''))} | {t['target']} | {verdict} |"
+        )
+    lines += ["", "## Figures", "", "| figure | value |", "|---|---|"]
+    for key, label, unit in _FIGURES:
+        if key in results:
+            lines.append(f"| {label} | {_fmt(results[key], unit)} |")
+    lines += ["", "## CPU per delivery (µs, in each run's window)", ""]
+    lines += ["| run | offered/s | delivered/s | p99 | broker | router | worker | sink | generator/event |"]
+    lines += ["|---|---|---|---|---|---|---|---|---|"]
+    for name, run in results.get("runs", {}).items():
+        if "cpu_us_per_delivery" not in run:
+            continue
+        c = run["cpu_us_per_delivery"]
+        cells = [
+            name,
+            _fmt(run["offered_deliveries_per_s"]),
+            _fmt(run["throughput_deliveries_per_s"]),
+            _fmt(run["latency_s"]["p99"], "s"),
+            *(_fmt(c.get(role)) for role in ("broker", "router", "worker", "sink")),
+            _fmt(run.get("generator_cpu_us_per_event")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Ledgers (published deliveries = delivered + cut off + missing)", ""]
+    lines += ["| run | events | owed | delivered | cut off | missing | duplicates | unexpected | balanced |"]
+    lines += ["|---|---|---|---|---|---|---|---|---|"]
+    for name, run in results.get("runs", {}).items():
+        led = run.get("ledger")
+        if led:
+            lines.append(
+                f"| {name} | {led['events_published']} | {led['expected_deliveries']} | {led['delivered']} "
+                f"| {led['cut_off']} | {led['missing']} | {led['duplicates']} | {led['unexpected']} "
+                f"| {_fmt(led['balanced'])} |"
+            )
+    if results.get("profiles"):
+        lines += ["", "## Where the CPU goes (py-spy, self time by area, under overload)", ""]
+        for role, shares in results["profiles"].items():
+            top = ", ".join(f"{area} {share * 100:.0f} %" for area, share in list(shares.items())[:8])
+            lines.append(f"- **{role}** ([profile-{role}.txt](profile-{role}.txt)): {top}")
+    if results.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(out: Path, series: dict[str, Any], latencies: dict[str, list[float]]) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    paths = []
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name in ("latency_50pct", "latency_80pct"):
+        values = sorted(latencies.get(name, []))
+        if not values:
+            continue
+        n = len(values)
+        ax.plot([v * 1000 for v in values], [(i + 1) / n for i in range(n)], label=name.replace("_", " at "))
+    ax.set_xscale("log")
+    ax.set_xlabel("event-to-delivery latency (ms, log scale)")
+    ax.set_ylabel("fraction of deliveries")
+    ax.axvline(50, color="grey", linestyle=":", linewidth=1)
+    ax.axvline(200, color="grey", linestyle="--", linewidth=1)
+    ax.set_title("Latency distribution (CDF); dotted 50 ms, dashed 200 ms")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = out / "latency.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    paths.append(path)
+
+    names = [n for n in series if series[n]["points"]]
+    if names:
+        fig, axes = plt.subplots(
+            len(names), 1, figsize=(8, 1.8 * len(names) + 0.6), sharex=False, squeeze=False
+        )
+        for ax, name in zip(axes[:, 0], names, strict=True):
+            s = series[name]
+            xs = [p[0] for p in s["points"]]
+            ys = [p[1] for p in s["points"]]
+            ax.plot(xs, ys, label="delivered/s")
+            ax.axhline(s["offered"], color="grey", linestyle="--", linewidth=1, label="offered/s")
+            ax.axvline(s["window_end_s"], color="red", linestyle=":", linewidth=1, label="window end")
+            ax.set_title(name, fontsize=9)
+            ax.tick_params(labelsize=8)
+            ax.grid(True, alpha=0.3)
+        axes[0, 0].legend(fontsize=7, loc="upper right")
+        axes[-1, 0].set_xlabel("seconds since the first scheduled event")
+        fig.tight_layout()
+        path = out / "throughput.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        paths.append(path)
+    return paths
