@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("hookline._cmd_up", "Run the whole pipeline locally (broker, roles, demo receiver and events)."),
     "settings": ("hookline._cmd_settings", "Print every HOOKLINE_* setting, its value and meaning."),
     "produce": ("producers._cmd_produce", "Publish realistic sample events of all six kinds."),
+    "bench": (
+        "benchmarks._cmd_bench",
+        "Benchmark throughput, latency and memory of the pipeline beside raw baselines.",
+    ),
 }
 
 
