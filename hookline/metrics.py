@@ -175,7 +175,9 @@ class DeliveryMetrics:
             registry=r,
         )
         self.buffered = Gauge(
-            f"{NS}_delivery_tasks_buffered", "Tasks a worker holds: queued for a slot or in flight.", registry=r
+            f"{NS}_delivery_tasks_buffered",
+            "Tasks a worker holds: queued for a slot or in flight.",
+            registry=r,
         )
         self.consumer_lag = Gauge(
             f"{NS}_consumer_lag_records",
@@ -183,6 +185,22 @@ class DeliveryMetrics:
             ["role"],
             registry=r,
         )
+        # Series that exist from the start: rate() over a counter that appears mid-burst misses
+        # that burst, and dashboards would show "no data" instead of zero.
+        for outcome, status, error in _COMMON_DELIVERY_SERIES:
+            self.deliveries.labels(outcome, status, error)
+        self.consumer_lag.labels("deliver")
+
+
+_COMMON_DELIVERY_SERIES = (
+    ("delivered", "2xx", "none"),
+    ("failed", "4xx", "http_4xx"),
+    ("failed", "5xx", "http_5xx"),
+    ("failed", "none", "timeout"),
+    ("failed", "none", "connect"),
+    ("skipped", "none", "none"),
+    ("dead_lettered", "5xx", "http_5xx"),
+)
 
 
 @dataclass
@@ -199,8 +217,15 @@ class ConfigViewMetrics:
 
 #: Why the log sink dead-letters a record: the codec's reasons, a tombstone, or a row the database refused.
 LOGSINK_DLQ_REASONS = (
-    "too_short", "bad_magic", "unknown_fingerprint", "wrong_schema", "bad_body", "trailing_bytes",
-    "invalid_field", "tombstone", "store_rejected",
+    "too_short",
+    "bad_magic",
+    "unknown_fingerprint",
+    "wrong_schema",
+    "bad_body",
+    "trailing_bytes",
+    "invalid_field",
+    "tombstone",
+    "store_rejected",
 )
 
 
@@ -262,8 +287,11 @@ WRITE_OUTCOMES = ("ok", "failed")
 SEND_TRIGGERS = ("manual", "test")
 
 
-def status_class(status: int) -> str:
-    return f"{status // 100}xx" if 100 <= status < 600 else "none"
+def status_class(status: int | None) -> str:
+    """The bounded ``status_class`` label of an HTTP status (``none`` without a usable one)."""
+    if status is None or not 200 <= status <= 599:
+        return "none"
+    return f"{status // 100}xx"
 
 
 @dataclass

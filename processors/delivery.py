@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hookline import __version__
-from hookline.metrics import DeliveryMetrics
+from hookline.metrics import DeliveryMetrics, status_class
 from hookline.policy import (
     DeadLetter,
     Delivered,
@@ -161,13 +161,6 @@ def skip_reason(webhook: Webhook | None, task: Mapping[str, Any]) -> str | None:
     if not any(s.enabled for s in subs):
         return f"subscription to {event} disabled"
     return None
-
-
-def status_class(status: int | None) -> str:
-    """The bounded ``status_class`` label of a response status."""
-    if status is None or not 200 <= status <= 599:
-        return "none"
-    return f"{status // 100}xx"
 
 
 def webhook_backlog(per_webhook: int, max_buffered: int) -> int:
