@@ -19,10 +19,10 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Protocol
 
+from hookline.metrics import ApiMetrics
 from hookline.sealing import Sealer
 from hookline.webhooks import Subscription, Webhook
 from producers.api.errors import ApiError, InvalidRequest, Unavailable
-from hookline.metrics import ApiMetrics
 from producers.api.validation import NewWebhook, WebhookChanges, generate_secret
 from producers.api.writer import ConfigWriter, Written
 
