@@ -56,3 +56,14 @@ def test_every_command_has_a_parser_and_help():
     assert set(sub.choices) == set(COMMANDS)  # type: ignore[arg-type]
     for name, (_module, help_text) in COMMANDS.items():
         assert help_text and sub.choices[name].description == help_text  # type: ignore[index]
+
+
+def test_ruff_and_mypy_are_clean():
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    ruff = subprocess.run([str(bin_dir / "ruff"), "check", "."], cwd=REPO, capture_output=True, text=True)
+    assert ruff.returncode == 0, ruff.stdout[-3000:]
+    mypy = subprocess.run([str(bin_dir / "mypy")], cwd=REPO, capture_output=True, text=True)
+    assert mypy.returncode == 0, mypy.stdout[-3000:]
