@@ -494,6 +494,11 @@ class Bench:
                 break
             offered = max(offered * 2, result["throughput_deliveries_per_s"] * 1.6)
             say(f"  {name}: not saturated; offering {offered:.0f}/s")
+        if result["run"] and name in self.runs and self.runs[name] is not result:
+            self.runs[f"{name}-unsaturated"] = self.runs.pop(name)
+        for attempt in range(1, 1 + self.plan.retries):
+            if self.runs.get(f"{name}-retry{attempt}") is result:
+                del self.runs[f"{name}-retry{attempt}"]
         self.runs[name] = result
         return result
 

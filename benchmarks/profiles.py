@@ -98,6 +98,9 @@ class PySpy:
 
 
 def _area(file: str) -> str:
+    file = "/" + file.lstrip(
+        "/"
+    )  # py-spy shortens paths (``httpx/_models.py``); absolute ones stay as they are
     for needle, name in _AREAS:
         if needle in file:
             return name
