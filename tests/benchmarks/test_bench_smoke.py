@@ -40,7 +40,7 @@ def test_smoke_mode_writes_every_figure_a_balanced_ledger_and_the_plots(
 ) -> None:
     out = tmp_path / "bench"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -54,11 +54,18 @@ def test_smoke_mode_writes_every_figure_a_balanced_ledger_and_the_plots(
         ],
         cwd=REPO,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=220,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    try:
+        _stdout, stderr = proc.communicate(timeout=200)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, not SIGKILL: the bench then stops every process it started before exiting.
+        proc.terminate()
+        _stdout, stderr = proc.communicate(timeout=60)
+        pytest.fail(f"hookline bench --smoke took more than 200 s:\n{stderr[-4000:]}")
+    assert proc.returncode == 0, stderr[-4000:]
     results = json.loads((out / "results.json").read_text())
     missing = [k for k in KEYS if results.get(k) is None]
     assert not missing, f"results.json lacks {missing}"
