@@ -7,50 +7,100 @@ until this process has applied its own write.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import threading
-from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
 
-from hookline.clients import producer_config
+from hookline.clients import new_producer
+from hookline.producer import (
+    AckTimeout,
+    AsyncProducer,
+    ProduceError,
+    ProducerPort,
+    QueueFull,
+    RecordRejected,
+    Written,
+)
 from hookline.settings import Settings
 from hookline.topics import CONFIG
 from hookline.webhooks import Webhook
 from producers.api.errors import Unavailable
 from schemas.codec import encode
 
-__all__ = ["ConfigWriter", "ProducerPort", "Written"]
+__all__ = ["ConfigWriter", "NotWritten", "ProducerPort", "TopicWriter", "Written"]
 
 log = logging.getLogger("hookline.api")
 
-DeliveryCallback = Callable[[Any, Any], None]
+
+@dataclass(frozen=True)
+class NotWritten:
+    """What the 503 says when a write was not acknowledged, for each :mod:`hookline.producer` error."""
+
+    refused: str  # "{}" stands for the broker's error name
+    busy: str
+    late: str
+    closed: str
+
+    def error(self, exc: ProduceError) -> Unavailable:
+        if isinstance(exc, RecordRejected):
+            return Unavailable(self.refused.format(exc.error.name()))
+        if isinstance(exc, QueueFull):
+            return Unavailable(self.busy)
+        if isinstance(exc, AckTimeout):
+            return Unavailable(self.late)
+        return Unavailable(self.closed)
 
 
-class ProducerPort(Protocol):
-    """The part of ``confluent_kafka.Producer`` the writer uses."""
+class TopicWriter:
+    """Writes to one topic, each awaited until acknowledged; one that is not raises :class:`Unavailable`.
 
-    def produce(
-        self, topic: str, value: bytes | None = ..., key: bytes | None = ..., *, on_delivery: DeliveryCallback
-    ) -> None: ...
+    ``topic`` is named as in :mod:`hookline.topics` (the settings add the prefix); ``name`` names the
+    poll thread. Pass ``producer`` to write through it (tests), else one is created by :meth:`start`.
+    """
 
-    def poll(self, timeout: float) -> int: ...
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        producer: ProducerPort | None,
+        *,
+        name: str,
+        ack_timeout: float,
+        not_written: NotWritten,
+    ) -> None:
+        self._settings = settings
+        self._given = producer
+        self.topic = settings.topic(topic)
+        self._name = name
+        self._ack_timeout = ack_timeout
+        self._not_written = not_written
+        self._producer: AsyncProducer | None = None
 
-    def flush(self, timeout: float) -> int: ...
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
 
+    def start(self) -> None:
+        """Create the producer (unless one was given) and start its poll thread."""
+        if self._producer is None:
+            # API writes wait for their ack one by one: send at once instead of lingering.
+            given = self._given
+            kafka = given if given is not None else new_producer(self._settings, **{"linger.ms": 0})
+            # Started before it is visible: a concurrent send must not find it without its thread.
+            self._producer = AsyncProducer(kafka, name=self._name, logger=log).start()
+        else:
+            self._producer.start()  # again, after close()
 
-class Written:
-    """Where the broker stored a write."""
+    def close(self, timeout: float) -> int:
+        """Flush and stop; return how many writes were left unacknowledged."""
+        return 0 if self._producer is None else self._producer.close(timeout)
 
-    __slots__ = ("offset", "partition")
-
-    def __init__(self, partition: int, offset: int) -> None:
-        self.partition = partition
-        self.offset = offset
-
-    def __repr__(self) -> str:
-        return f"Written(partition={self.partition}, offset={self.offset})"
+    async def send(self, key: bytes, value: bytes | None) -> Written:
+        if self._producer is None:
+            raise Unavailable(self._not_written.closed)
+        try:
+            return await self._producer.send(self.topic, key, value, timeout=self._ack_timeout)
+        except ProduceError as exc:
+            raise self._not_written.error(exc) from None
 
 
 class ConfigWriter:
@@ -59,92 +109,35 @@ class ConfigWriter:
     def __init__(
         self, settings: Settings, producer: ProducerPort | None = None, *, ack_timeout: float = 35.0
     ) -> None:
-        self._settings = settings
-        self._given = producer
-        self._producer: ProducerPort | None = None
-        self._topic = settings.topic(CONFIG)
-        self._ack_timeout = ack_timeout
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._writer = TopicWriter(
+            settings,
+            CONFIG,
+            producer,
+            name="config-writer",
+            ack_timeout=ack_timeout,
+            not_written=NotWritten(
+                refused="the config topic refused the write ({})",
+                busy="too many writes in flight; retry shortly",
+                late="the broker did not acknowledge the write in time",
+                closed="the API is not started",
+            ),
+        )
 
     def start(self) -> ConfigWriter:
-        if self._producer is None:
-            if self._given is not None:
-                self._producer = self._given
-            else:
-                from confluent_kafka import Producer
-
-                # API writes wait for their ack one by one: send at once instead of lingering.
-                self._producer = Producer(producer_config(self._settings, **{"linger.ms": 0}))
-        # Delivery callbacks run inside poll(); a thread keeps them flowing without blocking the loop.
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._poll_loop, name="config-writer", daemon=True)
-            self._thread.start()
+        self._writer.start()
         return self
 
     def close(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        if self._producer is None:
-            return
-        left = self._producer.flush(timeout)
+        left = self._writer.close(timeout)
         if left:
             log.warning("config writer closed with %d unacknowledged writes", left)
 
-    def _poll_loop(self) -> None:
-        producer = self._producer
-        assert producer is not None
-        while not self._stop.is_set():
-            try:
-                producer.poll(0.1)
-            except Exception as exc:  # a failing poll must not end delivery reports silently
-                log.error("config writer: poll failed: %s", type(exc).__name__)
-                self._stop.wait(0.5)
-
     async def put(self, webhook: Webhook) -> Written:
         """Upsert ``webhook``; return once the broker has acknowledged it."""
-        return await self._send(webhook.id, encode("WebhookConfig", webhook.to_record()))
+        return await self._writer.send(
+            webhook.id.encode("utf-8"), encode("WebhookConfig", webhook.to_record())
+        )
 
     async def delete(self, webhook_id: str) -> Written:
         """Write the tombstone for ``webhook_id``; return once acknowledged."""
-        return await self._send(webhook_id, None)
-
-    async def _send(self, key: str, value: bytes | None) -> Written:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Written] = loop.create_future()
-        # Mark a late failure as retrieved, so a timed-out caller leaves no "never retrieved" noise.
-        done.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-        def settle(err: Any, msg: Any) -> None:  # runs on the poll thread
-            if err is not None:
-                outcome: Written | BaseException = Unavailable(
-                    f"the config topic refused the write ({err.name()})"
-                )
-            else:
-                outcome = Written(int(msg.partition()), int(msg.offset()))
-            with contextlib.suppress(RuntimeError):  # the loop has closed (shutdown): nobody waits
-                loop.call_soon_threadsafe(_resolve, done, outcome)
-
-        if self._producer is None:
-            raise Unavailable("the API is not started")
-        try:
-            self._producer.produce(self._topic, value=value, key=key.encode("utf-8"), on_delivery=settle)
-        except BufferError:
-            raise Unavailable("too many writes in flight; retry shortly") from None
-        try:
-            # shield: a client that disconnects must not orphan the future the callback resolves
-            return await asyncio.wait_for(asyncio.shield(done), self._ack_timeout)
-        except TimeoutError:
-            raise Unavailable("the broker did not acknowledge the write in time") from None
-
-
-def _resolve(future: asyncio.Future[Written], outcome: Written | BaseException) -> None:
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+        return await self._writer.send(webhook_id.encode("utf-8"), None)
