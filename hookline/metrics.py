@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from hookline.policy import ERROR_CLASSES as _POLICY_ERROR_CLASSES
+from hookline.webhooks import EVENT_TYPES as _EVENT_TYPES
+
 __all__ = [
     "ApiMetrics",
     "ConfigViewMetrics",
@@ -25,30 +28,9 @@ NS = "hookline"
 #: Bounded label values.
 OUTCOMES = ("delivered", "failed", "skipped", "dead_lettered")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
-ERROR_CLASSES = (
-    "none",
-    "timeout",
-    "connect",
-    "tls",
-    "dns",
-    "blocked_address",
-    "http_4xx",
-    "http_5xx",
-    "redirect",
-    "protocol",
-    "http_other",
-    "secret",
-    "invalid_task",
-    "other",
-)
-EVENT_TYPES = (
-    "CONTACT_CREATED",
-    "CONTACT_TAG_ADDED",
-    "CONTACT_TAG_REMOVED",
-    "CONTACT_OPT_IN",
-    "SALE_NEW",
-    "SALE_CANCELED",
-)
+#: The policy's error classes, plus "none" (delivered or skipped) and the worker's own refusals.
+ERROR_CLASSES = ("none", *_POLICY_ERROR_CLASSES, "secret", "invalid_task", "other")
+EVENT_TYPES = _EVENT_TYPES
 
 # Event-to-delivery latency spans seconds to hours (retries wait up to a day).
 E2E_BUCKETS = (
