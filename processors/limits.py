@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 __all__ = ["ConcurrencyLimits"]
 
@@ -64,27 +63,65 @@ class ConcurrencyLimits:
         per_slot = max(share.average or 0.0, oldest)
         return (queued // self.per_key + 1) * per_slot
 
-    @asynccontextmanager
-    async def slot(self, key: str) -> AsyncIterator[None]:
-        share = self._shares.get(key)
+    def slot(self, key: str) -> _Slot:
+        """``async with limits.slot(key):`` holds one of ``key``'s slots and one global slot."""
+        return _Slot(self, key)
+
+
+class _Slot:
+    """One use of a slot: waits for the key's share, then for a global slot (released in reverse).
+
+    A plain class rather than an ``asynccontextmanager``: every task waiting or in flight holds one,
+    and a generator-based manager costs several times the memory and CPU of these few fields.
+    """
+
+    __slots__ = ("_key", "_limits", "_share", "_started", "_token")
+
+    def __init__(self, limits: ConcurrencyLimits, key: str) -> None:
+        self._limits = limits
+        self._key = key
+        self._share: _Share | None = None
+        self._token = 0
+        self._started = 0.0
+
+    async def __aenter__(self) -> None:
+        limits = self._limits
+        share = limits._shares.get(self._key)
         if share is None:
-            share = self._shares[key] = _Share(self.per_key)
+            share = limits._shares[self._key] = _Share(limits.per_key)
+        self._share = share
         share.users += 1
         try:
-            async with share.sem, self._global:
-                self._token += 1
-                token = self._token
-                started = share.active[token] = self._clock()
-                self.in_flight += 1
-                try:
-                    yield
-                finally:
-                    self.in_flight -= 1
-                    del share.active[token]
-                    took = self._clock() - started
-                    old = share.average
-                    share.average = took if old is None else (1 - _ALPHA) * old + _ALPHA * took
+            await share.sem.acquire()
+            try:
+                await limits._global.acquire()
+            except BaseException:
+                share.sem.release()
+                raise
+        except BaseException:
+            self._leave(share)
+            raise
+        limits._token += 1
+        self._token = limits._token
+        self._started = share.active[self._token] = limits._clock()
+        limits.in_flight += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        share = self._share
+        assert share is not None, "slot exited without being entered"
+        limits = self._limits
+        try:
+            limits.in_flight -= 1
+            del share.active[self._token]
+            took = limits._clock() - self._started
+            old = share.average
+            share.average = took if old is None else (1 - _ALPHA) * old + _ALPHA * took
         finally:
-            share.users -= 1
-            if share.users == 0:
-                del self._shares[key]  # keys come and go; keep only the busy ones
+            limits._global.release()
+            share.sem.release()
+            self._leave(share)
+
+    def _leave(self, share: _Share) -> None:
+        share.users -= 1
+        if share.users == 0:
+            del self._limits._shares[self._key]  # keys come and go; keep only the busy ones

@@ -37,6 +37,10 @@ from processors.records import EXCERPT_BYTES, Exchange, bounded_headers, public_
 
 __all__ = ["HttpSender", "Sender", "classify_error"]
 
+#: Parsed webhook URLs (and their per-address forms) kept at most; the cache starts over when full.
+_URL_CACHE_SIZE = 10_000
+
+
 class Sender(Protocol):
     """Sends one attempt and reports it; never raises for anything the receiver or network does."""
 
@@ -80,7 +84,7 @@ def classify_error(exc: BaseException) -> str:
     return "protocol"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Progress:
     """What is known of an attempt so far, kept when it ends early."""
 
@@ -116,6 +120,9 @@ class HttpSender:
         self._ssl = ssl_context or httpx.create_ssl_context(trust_env=True)
         self._keepalive = keepalive
         self._client: httpx.AsyncClient | None = None
+        # httpx.URL is immutable: parse each webhook URL (and its form per checked address) once.
+        self._targets: dict[str, httpx.URL] = {}
+        self._addressed: dict[tuple[str, IPAddress], httpx.URL] = {}
 
     async def __aenter__(self) -> HttpSender:
         connector = aiohttp.TCPConnector(
@@ -130,8 +137,10 @@ class HttpSender:
         )
         self._client = httpx.AsyncClient(
             transport=AiohttpTransport(client=session, verify=self._ssl),
+            # No read/write timeouts: the attempt's own deadline (send) covers them, and a read
+            # timeout would make aiohttp re-arm a timer on every chunk of every response.
             timeout=httpx.Timeout(
-                self._attempt_timeout,
+                None,
                 connect=self._connect_timeout,
                 pool=self._connect_timeout,
             ),
@@ -155,7 +164,6 @@ class HttpSender:
         """POST ``body`` to ``url`` with ``headers``; report what happened."""
         attempted_at_ms = int(time.time() * 1000)
         started = time.perf_counter()
-        shown = redact_headers(headers)
         progress = _Progress()
         error: BaseException | None = None
         try:
@@ -176,7 +184,7 @@ class HttpSender:
             attempt_id=attempt_id,
             attempted_at_ms=attempted_at_ms,
             url=public_url(url),
-            request_headers=shown,
+            request_headers=redact_headers(headers),
             latency=latency,
             status=progress.status,
             response_headers=progress.headers or {},
@@ -190,7 +198,12 @@ class HttpSender:
         self, url: str, body: bytes, headers: Sequence[tuple[str, str]], progress: _Progress
     ) -> None:
         assert self._client is not None, "use HttpSender as an async context manager"
-        target = httpx.URL(url)
+        target = self._targets.get(url)
+        if target is None:
+            target = httpx.URL(url)
+            if len(self._targets) >= _URL_CACHE_SIZE:
+                self._targets.clear()
+            self._targets[url] = target
         if target.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"scheme {target.scheme!r} is not http or https")
         host = target.host
@@ -207,7 +220,7 @@ class HttpSender:
         # be made at all (nothing was sent), as happy eyeballs would.
         for ip in addresses[:4]:
             try:
-                await self._exchange(_at(target, ip), body, request_headers, extensions, progress)
+                await self._exchange(self._at(url, target, ip), body, request_headers, extensions, progress)
                 return
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if classify_error(exc) != "connect":
@@ -215,6 +228,15 @@ class HttpSender:
                 last = exc
         assert last is not None
         raise last
+
+    def _at(self, url: str, target: httpx.URL, ip: IPAddress) -> httpx.URL:
+        addressed = self._addressed.get((url, ip))
+        if addressed is None:
+            addressed = _at(target, ip)
+            if len(self._addressed) >= _URL_CACHE_SIZE:
+                self._addressed.clear()
+            self._addressed[(url, ip)] = addressed
+        return addressed
 
     async def _exchange(
         self,

@@ -518,6 +518,34 @@ def test_ipaddress_sanity() -> None:
     assert str(url) == "https://[2001:db8::1]:8443/p"
 
 
+def test_cancelled_slots_give_back_what_they_held() -> None:
+    async def run() -> tuple[int, int, dict[str, object], bool, bool]:
+        limits = ConcurrencyLimits(total=2, per_key=1)
+        release = asyncio.Event()
+
+        async def use(key: str) -> None:
+            async with limits.slot(key):
+                await release.wait()
+
+        holders = [asyncio.create_task(use("a")), asyncio.create_task(use("b"))]  # both global slots
+        share_waiter = asyncio.create_task(use("a"))  # waits for a's share
+        global_waiter = asyncio.create_task(use("c"))  # holds c's share, waits for a global slot
+        await asyncio.sleep(0.01)
+        for task in (share_waiter, global_waiter, holders[0]):  # one of them in flight
+            task.cancel()
+        await asyncio.gather(share_waiter, global_waiter, holders[0], return_exceptions=True)
+        in_flight = limits.in_flight
+        release.set()
+        await holders[1]
+        # Every slot is free again: two keys can hold one each at once.
+        async with limits.slot("x"), limits.slot("y"):
+            both = limits.in_flight == 2
+        return in_flight, limits.in_flight, dict(limits._shares), both, limits._global.locked()
+
+    in_flight, after, shares, both, locked = asyncio.run(run())
+    assert in_flight == 1 and after == 0 and shares == {} and both and not locked
+
+
 def test_expected_wait_counts_rounds_of_the_share_and_the_age_of_hanging_slots() -> None:
     now = [100.0]
 
