@@ -64,6 +64,16 @@ def attempt_buckets(timeout: float) -> tuple[float, ...]:
     return (*[b for b in base if b < timeout], timeout)
 
 
+def consumer_lag_gauge(registry: CollectorRegistry) -> Gauge:
+    """``hookline_consumer_lag_records{role}``: every consuming role reports its lag under one name."""
+    return Gauge(
+        f"{NS}_consumer_lag_records",
+        "Records behind the end of the assigned partitions.",
+        ["role"],
+        registry=registry,
+    )
+
+
 @dataclass
 class RouterMetrics:
     registry: CollectorRegistry
@@ -97,12 +107,7 @@ class RouterMetrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
             registry=r,
         )
-        self.consumer_lag = Gauge(
-            f"{NS}_consumer_lag_records",
-            "Records behind the end of the assigned partitions.",
-            ["role"],
-            registry=r,
-        )
+        self.consumer_lag = consumer_lag_gauge(r)
 
 
 @dataclass
@@ -161,12 +166,7 @@ class DeliveryMetrics:
             "Tasks a worker holds: queued for a slot or in flight.",
             registry=r,
         )
-        self.consumer_lag = Gauge(
-            f"{NS}_consumer_lag_records",
-            "Records behind the end of the assigned partitions.",
-            ["role"],
-            registry=r,
-        )
+        self.consumer_lag = consumer_lag_gauge(r)
         # Series that exist from the start: rate() over a counter that appears mid-burst misses
         # that burst, and dashboards would show "no data" instead of zero.
         for outcome, status, error in _COMMON_DELIVERY_SERIES:
@@ -253,12 +253,7 @@ class LogSinkMetrics:
         self.store_up = Gauge(
             f"{NS}_logsink_store_up", "1 while the log store answered the last write or ping.", registry=r
         )
-        self.consumer_lag = Gauge(
-            f"{NS}_consumer_lag_records",
-            "Records behind the end of the assigned partitions.",
-            ["role"],
-            registry=r,
-        )
+        self.consumer_lag = consumer_lag_gauge(r)
         for reason in LOGSINK_DLQ_REASONS:
             self.dead_lettered.labels(reason)
 
