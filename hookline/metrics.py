@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hookline.policy import ERROR_CLASSES as _POLICY_ERROR_CLASSES
 from hookline.webhooks import EVENT_TYPES as _EVENT_TYPES
+from schemas.codec import REASONS as CODEC_REASONS
 
 __all__ = [
     "ApiMetrics",
@@ -198,17 +199,7 @@ class ConfigViewMetrics:
 
 
 #: Why the log sink dead-letters a record: the codec's reasons, a tombstone, or a row the database refused.
-LOGSINK_DLQ_REASONS = (
-    "too_short",
-    "bad_magic",
-    "unknown_fingerprint",
-    "wrong_schema",
-    "bad_body",
-    "trailing_bytes",
-    "invalid_field",
-    "tombstone",
-    "store_rejected",
-)
+LOGSINK_DLQ_REASONS = (*CODEC_REASONS, "tombstone", "store_rejected")
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from hookline.clients import BrokerUnavailable, create_topics, wait_for_broker
 from hookline.localkafka import LocalKafka
 from hookline.settings import Settings
+from hookline.webhooks import EVENT_TYPES
 
 __all__ = ["Pipeline", "UpError"]
 
@@ -234,14 +235,7 @@ class Pipeline:
         doc: dict[str, Any] = {
             "url": url,
             "active": True,
-            "subscriptions": [
-                "CONTACT_CREATED",
-                "CONTACT_TAG_ADDED",
-                "CONTACT_TAG_REMOVED",
-                "CONTACT_OPT_IN",
-                "SALE_NEW",
-                "SALE_CANCELED",
-            ],
+            "subscriptions": list(EVENT_TYPES),
         }
         if existing:
             status, body = _http(

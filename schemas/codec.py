@@ -43,17 +43,17 @@ __all__ = ["Codec", "CodecError", "decode", "default_codec", "encode", "fingerpr
 
 _MAGIC = b"\xc3\x01"
 _HEADER_SIZE = 10
-_REASONS = frozenset(
-    {
-        "too_short",
-        "bad_magic",
-        "unknown_fingerprint",
-        "wrong_schema",
-        "bad_body",
-        "trailing_bytes",
-        "invalid_field",
-    }
+#: Every ``CodecError.reason``, in the order decoding checks them.
+REASONS: tuple[str, ...] = (
+    "too_short",
+    "bad_magic",
+    "unknown_fingerprint",
+    "wrong_schema",
+    "bad_body",
+    "trailing_bytes",
+    "invalid_field",
 )
+_REASONS = frozenset(REASONS)
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _FLOAT_MAX = 3.4028234663852886e38
