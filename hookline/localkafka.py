@@ -28,9 +28,21 @@ from typing import TextIO
 from hookline.clients import BrokerUnavailable, wait_for_broker
 from hookline.settings import Settings
 
-__all__ = ["KafkaSetupError", "LocalKafka", "Status"]
+__all__ = ["KafkaSetupError", "LocalKafka", "Status", "new_cluster_id"]
 
 POM = Path(__file__).resolve().parent.parent / "deploy" / "local" / "pom.xml"
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (URL-safe base64 of a UUID), never starting with "-".
+
+    Kafka's own ``Uuid.randomUuid()`` draws again for the same reason: one id in 64 would start with
+    "-" and command-line tools would take it for an option.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 # Brokers started by this process: kept referenced so Popen does not warn "still running" when
@@ -202,7 +214,7 @@ class LocalKafka:
         f = self.dir / "cluster-id"
         if f.exists():
             return f.read_text().strip()
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cid = new_cluster_id()
         f.write_text(cid)
         return cid
 
@@ -237,8 +249,8 @@ class LocalKafka:
                 *base,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                self._cluster_id(),
+                # The "=" form: an id that starts with "-" would otherwise read as an option.
+                f"--cluster-id={self._cluster_id()}",
                 "-c",
                 str(props),
                 "--ignore-formatted",
