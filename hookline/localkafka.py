@@ -11,7 +11,6 @@ Layout under ``settings.home``::
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import shutil
@@ -74,16 +73,25 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs any thread.
+
+    A zombie counts as dead, but only once all its threads are gone: when a JVM's main thread ends
+    first, /proc shows the leader as "Z" while shutdown threads still hold the port and data dir.
+    """
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie child of ours counts as dead.
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
+            if f.read().split(")")[-1].split()[0] != "Z":
+                return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
     except OSError:
         return True
 
@@ -320,23 +328,12 @@ class LocalKafka:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _alive(pid) and time.monotonic() < deadline:
-            self._reap(pid)
             time.sleep(0.1)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
             while _alive(pid):
-                self._reap(pid)
                 time.sleep(0.05)
-        self._reap(pid)
+        _CHILDREN.pop(pid, None)
         self.pid_file.unlink(missing_ok=True)
         return True
 
-    @staticmethod
-    def _reap(pid: int) -> None:
-        child = _CHILDREN.get(pid)
-        if child is not None:
-            if child.poll() is not None:
-                del _CHILDREN[pid]
-            return
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)

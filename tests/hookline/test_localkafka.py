@@ -12,7 +12,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from hookline.cli import main
 from hookline.clients import create_topics, describe_topic_config
-from hookline.localkafka import KafkaSetupError, LocalKafka, new_cluster_id
+from hookline.localkafka import KafkaSetupError, LocalKafka, _port_open, new_cluster_id
 from hookline.settings import load_settings
 from hookline.topics import all_topics
 from tests.support import REPO, free_port
@@ -61,6 +61,9 @@ def test_start_twice_status_stop_start_keeps_data(
     assert main(["kafka", "stop"]) == 0
     assert "stopped" in capsys.readouterr().out
     assert not LocalKafka(settings).status().running
+    # Stopped means gone and reaped, not a zombie leader whose JVM threads still hold the port.
+    assert not Path(f"/proc/{first_pid}").exists()
+    assert not _port_open(settings.kafka_port)
     assert main(["kafka", "start"]) == 0
 
     c = Consumer(
