@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 from hookline.clients import admin_client, create_topics, delete_topics
@@ -21,6 +22,11 @@ from hookline.settings import Settings, load_settings
 pytest_plugins = ["tests.postgres"]
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests judge correctness, never speed: on a shared, busy machine one slow example must not
+# fail a run through hypothesis' per-example deadline (speed is the benchmarks' business).
+hypothesis.settings.register_profile("hookline", deadline=None)
+hypothesis.settings.load_profile("hookline")
 
 # Compressed retry schedule for tests: seconds instead of hours.
 TEST_RETRY_SCHEDULE = (0.5, 1.0, 1.5)
