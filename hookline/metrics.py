@@ -290,6 +290,11 @@ class ApiMetrics:
         self.auth_failures = Counter(
             f"{NS}_api_auth_failures_total", "Requests refused for a missing or unknown API key.", registry=r
         )
+        self.auth_throttled = Counter(
+            f"{NS}_api_auth_throttled_total",
+            "Requests refused with 429 because their address presented too many unknown API keys.",
+            registry=r,
+        )
         self.view_ready = Gauge(
             f"{NS}_api_config_view_ready",
             "1 once the API's config view has caught up with the topic.",

@@ -90,6 +90,13 @@ class Settings:
     kafka_heap: str = _doc("Java heap of the local broker.", "768m")
     api_host: str = _doc("Interface the API and web page listen on.", "127.0.0.1")
     api_port: int = _doc("Port of the API and web page.", 8080)
+    api_auth_failure_limit: int = _doc(
+        "Failed API-key checks one client address may make per window before it gets 429 (0 = no limit).", 20
+    )
+    api_auth_failure_window: float = _doc("Seconds over which failed API-key checks are counted.", 60.0)
+    api_trusted_proxies: tuple[str, ...] = _doc(
+        "Addresses of reverse proxies whose X-Forwarded-For names the client; empty: none.", ()
+    )
     metrics_host: str = _doc(
         "Interface the roles' /metrics, /healthz, /readyz listen on (0.0.0.0 in pods).", "127.0.0.1"
     )
@@ -125,6 +132,17 @@ class Settings:
             raise SettingsError("HOOKLINE_RETRY_JITTER: must be in [0, 1)")
         if self.log_retention_days < 0:
             raise SettingsError("HOOKLINE_LOG_RETENTION_DAYS: must be >= 0")
+        if self.api_auth_failure_limit < 0:
+            raise SettingsError("HOOKLINE_API_AUTH_FAILURE_LIMIT: must be >= 0 (0 = no limit)")
+        if self.api_auth_failure_window <= 0:
+            raise SettingsError("HOOKLINE_API_AUTH_FAILURE_WINDOW: must be positive")
+        for proxy in self.api_trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise SettingsError(
+                    f"HOOKLINE_API_TRUSTED_PROXIES: {proxy!r} is not an IP address or CIDR"
+                ) from exc
 
     @property
     def kafka_libs_dir(self) -> Path:

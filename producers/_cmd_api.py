@@ -40,12 +40,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     host = args.host or settings.api_host
     port = args.port if args.port is not None else settings.api_port
-    uvicorn.Server(server_config(app, host, port)).run()
+    uvicorn.Server(server_config(app, host, port, settings)).run()
     return 0
 
 
-def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
-    """The uvicorn configuration ``hookline api`` runs with (tests run the same)."""
+def server_config(app: FastAPI, host: str, port: int, settings: Settings) -> uvicorn.Config:
+    """The uvicorn configuration ``hookline api`` runs with (tests run the same).
+
+    X-Forwarded-For is believed only from ``HOOKLINE_API_TRUSTED_PROXIES``: the client address
+    it yields is what failed sign-ins are counted against.
+    """
     import uvicorn
 
     return uvicorn.Config(
@@ -55,7 +59,8 @@ def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
         log_config=None,  # keep the process's (redacting) logging setup
         access_log=False,  # ours logs route templates; uvicorn's would log paths with query strings
         server_header=False,
-        proxy_headers=False,
+        proxy_headers=bool(settings.api_trusted_proxies),
+        forwarded_allow_ips=list(settings.api_trusted_proxies) or None,
         lifespan="on",
         ws="none",  # no websocket endpoints
     )

@@ -30,6 +30,7 @@ from producers.api.pages import install_pages
 from producers.api.routes import router
 from producers.api.service import ConfigReader, WebhookService
 from producers.api.tasks import TaskWriter
+from producers.api.throttle import AuthThrottle
 from producers.api.validation import UrlRules
 from producers.api.writer import ConfigWriter, ProducerPort
 
@@ -111,6 +112,7 @@ def create_app(
     app.state.service = service
     app.state.deliveries = deliveries
     app.state.api_keys = api_keys
+    app.state.auth_throttle = AuthThrottle(settings.api_auth_failure_limit, settings.api_auth_failure_window)
     app.state.url_rules = UrlRules(settings.allow_networks)
     app.state.metrics = metrics
     install_error_handlers(app)

@@ -26,6 +26,7 @@ __all__ = [
     "ApiError",
     "CatchAllMiddleware",
     "InvalidRequest",
+    "TooManyAuthFailures",
     "Unavailable",
     "error_response",
     "install_error_handlers",
@@ -65,6 +66,19 @@ class Unavailable(ApiError):
         super().__init__("unavailable", message)
 
 
+class TooManyAuthFailures(ApiError):
+    """The client's address failed authentication too often; it may retry after ``retry_after`` s."""
+
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "too_many_auth_failures",
+            f"too many requests with a wrong API key from your address; try again in {retry_after} s",
+        )
+        self.retry_after = retry_after
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -88,6 +102,8 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Bearer realm="hookline"'} if exc.status == 401 else None
     if isinstance(exc, Unavailable):
         headers = {"Retry-After": "1"}
+    if isinstance(exc, TooManyAuthFailures):
+        headers = {"Retry-After": str(exc.retry_after)}
     return error_response(exc.status, exc.code, exc.message, headers)
 
 

@@ -36,10 +36,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.staticfiles import StaticFiles
 
 from hookline.logstore import STATUSES, LastDelivery, MessageDetail, MessagePage
-from hookline.metrics import ApiMetrics
 from hookline.settings import Settings
 from hookline.webhooks import EVENT_TYPES, Webhook
-from producers.api.errors import ApiError, InvalidRequest
+from producers.api.errors import ApiError, InvalidRequest, TooManyAuthFailures
 from producers.api.forms import EVENT_LABELS, MAX_FORM_BYTES, FieldErrors, FormData, WebhookForm, parse_form
 from producers.api.service import WebhookService
 from producers.api.sessions import (
@@ -50,6 +49,7 @@ from producers.api.sessions import (
     Session,
     SessionCodec,
 )
+from producers.api.throttle import admit, refused
 from producers.api.validation import UrlRules
 
 __all__ = ["DeliveryLogs", "install_pages"]
@@ -338,10 +338,23 @@ async def signin(request: Request) -> Response:
     pre = codec.decode(request.cookies.get(PRESESSION_COOKIE), anonymous=True)
     if pre is None or not codec.check_csrf(pre, form.first("csrf")):
         _refuse_csrf()
-    session = codec.sign_in(form.first("api_key").strip())
+    try:
+        client = admit(request)
+    except TooManyAuthFailures as exc:
+        page = _signin_page(
+            request,
+            error=(
+                "Too many wrong API keys were tried from your address. "
+                f"Try again in {exc.retry_after} seconds."
+            ),
+            status=429,
+        )
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
+    presented = form.first("api_key").strip()
+    session = codec.sign_in(presented)
     if session is None:
-        metrics: ApiMetrics = request.app.state.metrics
-        metrics.auth_failures.inc()
+        refused(request, client, presented)
         return _signin_page(request, error="This API key is not valid.", status=401)
     log.info("web page: account %s signed in", session.account)
     response = _redirect("/settings/webhooks")

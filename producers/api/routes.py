@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from hookline.metrics import ApiMetrics
 from producers.api.auth import ApiKeys
 from producers.api.deliveries import (
     DeliveryDetailOut,
@@ -35,6 +34,7 @@ from producers.api.representation import (
     present,
 )
 from producers.api.service import WebhookService
+from producers.api.throttle import admit, refused
 from producers.api.validation import (
     MAX_BODY_BYTES,
     UrlRules,
@@ -75,11 +75,11 @@ async def account(
 ) -> str:
     """The account the request's API key belongs to; 401 otherwise."""
     keys: ApiKeys = request.app.state.api_keys
+    client = admit(request)
     presented = api_key if api_key else (bearer.credentials if bearer else None)
     found = keys.account_for(presented)
     if found is None:
-        metrics: ApiMetrics = request.app.state.metrics
-        metrics.auth_failures.inc()
+        refused(request, client, presented)
         raise ApiError(
             "unauthorized", "send a valid API key in X-API-Key or Authorization: Bearer", status=401
         )

@@ -107,7 +107,7 @@ def start_api(settings: Settings) -> RunningApi:
     registry = CollectorRegistry()
     app = create_app(settings, registry=registry)
     port = free_port()
-    server = uvicorn.Server(server_config(app, "127.0.0.1", port))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, settings))
     thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
     thread.start()
     running = RunningApi(settings, f"http://127.0.0.1:{port}", registry, server, thread)
