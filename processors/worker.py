@@ -111,7 +111,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._parts: dict[_Key, _Partition] = {}
         self._dirty: set[_Partition] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], tuple[_Partition, Record]] = {}
         self._buffered = 0
         self._turn = 0  # round-robin start for releasing held records
         self._starved = False  # a due record is held for lack of room
@@ -213,25 +213,29 @@ class Worker:
     def _start(self, part: _Partition, rec: Record) -> None:
         part.offsets.start(rec.offset)
         self._buffered += 1
-        task = asyncio.create_task(self._run_one(part, rec))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # The task runs the port's coroutine itself and its end is handled by a callback: a
+        # wrapper coroutine per task would stay alive (a frame) for as long as the task runs.
+        task = asyncio.create_task(self._port.process(rec))
+        self._tasks[task] = (part, rec)
+        task.add_done_callback(self._finished)
 
-    async def _run_one(self, part: _Partition, rec: Record) -> None:
-        done = False
-        try:
-            await self._port.process(rec)
-            done = True
-        except (Abandoned, SinkClosed):
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        part, rec = self._tasks.pop(task)
+        self._buffered -= 1
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            if not part.offsets.revoked and part.offsets.finish(rec.offset):
+                self._dirty.add(part)
+        elif isinstance(exc, (Abandoned, SinkClosed)):
             pass  # stopping: the next owner processes it again
-        except Exception as exc:  # a bug: stop rather than store past an unprocessed task
-            log.exception("task at %s/%d:%d failed unexpectedly", rec.topic, rec.partition, rec.offset)
+        elif isinstance(exc, Exception):  # a bug: stop rather than store past an unprocessed task
+            log.error(
+                "task at %s/%d:%d failed unexpectedly", rec.topic, rec.partition, rec.offset, exc_info=exc
+            )
             if self.fatal is None:
                 self.fatal = exc
-        finally:
-            self._buffered -= 1
-            if done and not part.offsets.revoked and part.offsets.finish(rec.offset):
-                self._dirty.add(part)
 
     def _take_stores(self) -> list[TopicPartition]:
         out = []
