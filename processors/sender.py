@@ -23,8 +23,7 @@ import http.cookiejar
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -39,6 +38,7 @@ __all__ = ["HttpSender", "Sender", "classify_error"]
 
 #: Parsed webhook URLs (and their per-address forms) kept at most; the cache starts over when full.
 _URL_CACHE_SIZE = 10_000
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class Sender(Protocol):
@@ -84,16 +84,6 @@ def classify_error(exc: BaseException) -> str:
     return "protocol"
 
 
-@dataclass(slots=True)
-class _Progress:
-    """What is known of an attempt so far, kept when it ends early."""
-
-    status: int | None = None
-    headers: dict[str, str] | None = None
-    excerpt: bytes = b""
-    truncated: bool = False
-
-
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
     def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
         return False
@@ -123,6 +113,7 @@ class HttpSender:
         # httpx.URL is immutable: parse each webhook URL (and its form per checked address) once.
         self._targets: dict[str, httpx.URL] = {}
         self._addressed: dict[tuple[str, IPAddress], httpx.URL] = {}
+        self._ext_cache: dict[str, dict[str, Any]] = {}
 
     async def __aenter__(self) -> HttpSender:
         connector = aiohttp.TCPConnector(
@@ -161,14 +152,73 @@ class HttpSender:
     async def send(
         self, url: str, body: bytes, headers: Sequence[tuple[str, str]], *, attempt_id: str
     ) -> Exchange:
-        """POST ``body`` to ``url`` with ``headers``; report what happened."""
+        """POST ``body`` to ``url`` with ``headers``; report what happened.
+
+        One coroutine for the whole attempt (lookup, addresses, request, excerpt), and what the
+        result shows of the request is taken before it is sent: every attempt in flight keeps its
+        frames and their locals alive while it waits, so they hold only what is still needed.
+        """
+        assert self._client is not None, "use HttpSender as an async context manager"
+        client = self._client
         attempted_at_ms = int(time.time() * 1000)
         started = time.perf_counter()
-        progress = _Progress()
+        shown = redact_headers(headers)
+        status: int | None = None
+        response_headers: dict[str, str] | None = None
+        excerpt = b""
+        truncated = False
         error: BaseException | None = None
         try:
             async with asyncio.timeout(self._attempt_timeout):
-                await self._attempt(url, body, headers, progress)
+                target = self._target(url)
+                host = target.host
+                addresses = await resolve(host, target.port or _DEFAULT_PORTS[target.scheme], self._policy)
+                extensions = self._extensions(target.scheme, host)
+                request = client.build_request(
+                    "POST",
+                    self._at(url, target, addresses[0]),
+                    content=body,
+                    headers=_with_host(headers, target),
+                    extensions=extensions,
+                )
+                del headers  # the request has them now; ``shown`` is what the result keeps
+                # Try the checked addresses in resolver order (at most 4), moving on only when a
+                # connection could not be made at all (nothing was sent), as happy eyeballs would.
+                tried = 1
+                while True:
+                    try:
+                        response = await client.send(request, stream=True, follow_redirects=False)
+                        break
+                    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                        if tried >= min(4, len(addresses)) or classify_error(exc) != "connect":
+                            raise
+                    request = client.build_request(
+                        "POST",
+                        self._at(url, target, addresses[tried]),
+                        content=body,
+                        headers=request.headers,  # the same headers, Host (the name) included
+                        extensions=extensions,
+                    )
+                    tried += 1
+                try:
+                    status = response.status_code
+                    # Raw pairs keep the receiver's spelling of each name, as a log viewer should show it.
+                    response_headers = bounded_headers(
+                        (k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw
+                    )
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_raw():
+                        room = EXCERPT_BYTES - size
+                        if len(chunk) > room:
+                            chunks.append(chunk[:room])
+                            truncated = True
+                            break  # closing the response now drops the connection; the rest is never read
+                        chunks.append(chunk)
+                        size += len(chunk)
+                    excerpt = b"".join(chunks)
+                finally:
+                    await response.aclose()
         except TimeoutError as exc:
             error = exc
         except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
@@ -178,56 +228,50 @@ class HttpSender:
         error_class = message = None
         if error is not None:
             message = _describe(error, self._attempt_timeout)
-            if progress.status is None:
+            if status is None:
                 error_class = classify_error(error)
         return Exchange(
             attempt_id=attempt_id,
             attempted_at_ms=attempted_at_ms,
             url=public_url(url),
-            request_headers=redact_headers(headers),
+            request_headers=shown,
             latency=latency,
-            status=progress.status,
-            response_headers=progress.headers or {},
-            excerpt=progress.excerpt,
-            truncated=progress.truncated,
+            status=status,
+            response_headers=response_headers or {},
+            excerpt=excerpt,
+            truncated=truncated,
             error_class=error_class,
             error_message=message,
         )
 
-    async def _attempt(
-        self, url: str, body: bytes, headers: Sequence[tuple[str, str]], progress: _Progress
-    ) -> None:
-        assert self._client is not None, "use HttpSender as an async context manager"
+    def _target(self, url: str) -> httpx.URL:
         target = self._targets.get(url)
         if target is None:
             target = httpx.URL(url)
             if len(self._targets) >= _URL_CACHE_SIZE:
                 self._targets.clear()
             self._targets[url] = target
-        if target.scheme not in ("http", "https"):
+        if target.scheme not in _DEFAULT_PORTS:
             raise httpx.UnsupportedProtocol(f"scheme {target.scheme!r} is not http or https")
-        host = target.host
-        port = target.port or (443 if target.scheme == "https" else 80)
-        addresses = await resolve(host, port, self._policy)
-        request_headers = list(headers)
-        request_headers.append(("Host", target.netloc.decode("ascii")))
-        if target.username or target.password:
-            token = base64.b64encode(f"{target.username}:{target.password}".encode()).decode("ascii")
-            request_headers.append(("Authorization", f"Basic {token}"))
-        extensions = {"sni_hostname": host} if target.scheme == "https" else {}
-        last: BaseException | None = None
-        # Try the checked addresses in resolver order, moving on only when a connection could not
-        # be made at all (nothing was sent), as happy eyeballs would.
-        for ip in addresses[:4]:
-            try:
-                await self._exchange(self._at(url, target, ip), body, request_headers, extensions, progress)
-                return
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if classify_error(exc) != "connect":
-                    raise
-                last = exc
-        assert last is not None
-        raise last
+        return target
+
+    def _extensions(self, scheme: str, host: str) -> dict[str, Any]:
+        """The request extensions (SNI name for https, timeouts), one shared dict per name.
+
+        httpx copies a request's extensions; passing its ``timeout`` entry here saves it making
+        that dict anew for every request.
+        """
+        key = host if scheme == "https" else ""
+        extensions = self._ext_cache.get(key)
+        if extensions is None:
+            assert self._client is not None
+            extensions = {"timeout": self._client.timeout.as_dict()}
+            if key:
+                extensions["sni_hostname"] = host
+            if len(self._ext_cache) >= _URL_CACHE_SIZE:
+                self._ext_cache.clear()
+            self._ext_cache[key] = extensions
+        return extensions
 
     def _at(self, url: str, target: httpx.URL, ip: IPAddress) -> httpx.URL:
         addressed = self._addressed.get((url, ip))
@@ -238,37 +282,15 @@ class HttpSender:
             self._addressed[(url, ip)] = addressed
         return addressed
 
-    async def _exchange(
-        self,
-        url: httpx.URL,
-        body: bytes,
-        headers: list[tuple[str, str]],
-        extensions: dict[str, str],
-        progress: _Progress,
-    ) -> None:
-        assert self._client is not None
-        client = self._client
-        request = client.build_request("POST", url, content=body, headers=headers, extensions=extensions)
-        response = await client.send(request, stream=True, follow_redirects=False)
-        try:
-            progress.status = response.status_code
-            # Raw pairs keep the receiver's spelling of each name, as a log viewer should show it.
-            progress.headers = bounded_headers(
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw
-            )
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_raw():
-                room = EXCERPT_BYTES - size
-                if len(chunk) > room:
-                    chunks.append(chunk[:room])
-                    progress.truncated = True
-                    break  # closing the response now drops the connection; the rest is never read
-                chunks.append(chunk)
-                size += len(chunk)
-            progress.excerpt = b"".join(chunks)
-        finally:
-            await response.aclose()
+
+def _with_host(headers: Sequence[tuple[str, str]], target: httpx.URL) -> list[tuple[str, str]]:
+    """The attempt's headers plus ``Host`` (the name, not the address) and any URL credentials."""
+    out = list(headers)
+    out.append(("Host", target.netloc.decode("ascii")))
+    if target.username or target.password:
+        token = base64.b64encode(f"{target.username}:{target.password}".encode()).decode("ascii")
+        out.append(("Authorization", f"Basic {token}"))
+    return out
 
 
 def _at(url: httpx.URL, ip: IPAddress) -> httpx.URL:
