@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
 import time
 from collections import deque
@@ -112,6 +113,10 @@ class Worker:
         self._parts: dict[_Key, _Partition] = {}
         self._dirty: set[_Partition] = set()
         self._tasks: dict[asyncio.Task[None], tuple[_Partition, Record]] = {}
+        # One bound method and one context for every task's done callback (it reads no context
+        # variable), instead of a new pair per task.
+        self._on_finished = self._finished
+        self._context = contextvars.copy_context()
         self._buffered = 0
         self._turn = 0  # round-robin start for releasing held records
         self._starved = False  # a due record is held for lack of room
@@ -215,9 +220,9 @@ class Worker:
         self._buffered += 1
         # The task runs the port's coroutine itself and its end is handled by a callback: a
         # wrapper coroutine per task would stay alive (a frame) for as long as the task runs.
-        task = asyncio.create_task(self._port.process(rec))
+        task = asyncio.create_task(self._port.process(rec), name="deliver")
         self._tasks[task] = (part, rec)
-        task.add_done_callback(self._finished)
+        task.add_done_callback(self._on_finished, context=self._context)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         part, rec = self._tasks.pop(task)
