@@ -39,6 +39,9 @@ __all__ = ["HttpSender", "Sender", "classify_error"]
 #: Parsed webhook URLs (and their per-address forms) kept at most; the cache starts over when full.
 _URL_CACHE_SIZE = 10_000
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Encoded header names (a handful in practice: the signing scheme's), shared by every request.
+_NAMES: dict[str, bytes] = {}
+_MAX_NAMES = 256
 
 
 class Sender(Protocol):
@@ -283,14 +286,27 @@ class HttpSender:
         return addressed
 
 
-def _with_host(headers: Sequence[tuple[str, str]], target: httpx.URL) -> list[tuple[str, str]]:
-    """The attempt's headers plus ``Host`` (the name, not the address) and any URL credentials."""
-    out = list(headers)
-    out.append(("Host", target.netloc.decode("ascii")))
+def _with_host(headers: Sequence[tuple[str, str]], target: httpx.URL) -> list[tuple[bytes, bytes]]:
+    """The attempt's headers plus ``Host`` (the name, not the address) and any URL credentials.
+
+    As bytes, with one shared copy of each header name: httpx keeps bytes given to it as they are,
+    so the names cost nothing per request (it would encode every name and value of every request).
+    """
+    out = [(_name(k), v.encode("ascii")) for k, v in headers]
+    out.append((b"Host", target.netloc))
     if target.username or target.password:
         token = base64.b64encode(f"{target.username}:{target.password}".encode()).decode("ascii")
-        out.append(("Authorization", f"Basic {token}"))
+        out.append((b"Authorization", f"Basic {token}".encode("ascii")))
     return out
+
+
+def _name(name: str) -> bytes:
+    encoded = _NAMES.get(name)
+    if encoded is None:
+        encoded = name.encode("ascii")
+        if len(_NAMES) < _MAX_NAMES:
+            _NAMES[name] = encoded
+    return encoded
 
 
 def _at(url: httpx.URL, ip: IPAddress) -> httpx.URL:
