@@ -12,6 +12,7 @@ COPY pyproject.toml README.md ./
 COPY hookline ./hookline
 COPY schemas ./schemas
 COPY producers ./producers
+COPY api ./api
 COPY processors ./processors
 RUN python -m venv /opt/hookline \
  && /opt/hookline/bin/pip install . \

@@ -159,7 +159,7 @@ class Bench:
             say(f"using the broker at {self._bootstrap}")
             return
         from benchmarks.pipeline import free_port
-        from hookline.localkafka import LocalKafka
+        from hookline.local.kafka import LocalKafka
         from hookline.settings import load_settings
 
         libs = load_settings().kafka_libs_dir

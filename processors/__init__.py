@@ -1,1 +1,1 @@
-"""The stream roles: the router, the delivery workers and the log sink."""
+"""The stream processing roles, one package each: ``router``, ``deliver`` and ``logsink``."""

@@ -15,7 +15,7 @@ import hypothesis
 import pytest
 
 from hookline.clients import admin_client, create_topics, delete_topics
-from hookline.localkafka import LocalKafka
+from hookline.local.kafka import LocalKafka
 from hookline.settings import Settings, load_settings
 
 # One throwaway PostgreSQL server per session for the log store tests (started only when used).

@@ -379,7 +379,7 @@ def test_keda_scales_deliver_on_its_consumer_group_within_the_partitions(build):
     (trigger,) = so["spec"]["triggers"]
     config = config_data(docs)
     s = load_settings(config)
-    from processors.deliver import GROUP
+    from processors.deliver.app import GROUP
 
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["consumerGroup"] == s.topic(GROUP)

@@ -1,0 +1,38 @@
+"""``hookline router``: join events with webhook configs into delivery tasks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from hookline.settings import Settings
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-port", type=int, help="port for /metrics, /healthz, /readyz (default 9102)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from hookline.logs import setup_logging
+    from hookline.probes import ProbeServer
+    from processors.router.app import Router
+
+    setup_logging(settings, role="router")
+    # Faust narrates every service start and stop at INFO; keep its warnings and errors.
+    for name in ("faust", "mode"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    router = Router(settings)
+    port = args.metrics_port if args.metrics_port is not None else settings.router_metrics_port
+    probes = ProbeServer(router.registry, settings.metrics_host, port, ready=router.ready).start()
+    router.view.start()
+    worker = faust.Worker(
+        router.app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False, quiet=True
+    )
+    try:
+        worker.execute_from_commandline()
+    finally:
+        router.view.stop()
+        probes.stop()
+    return 0

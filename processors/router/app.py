@@ -1,0 +1,173 @@
+"""The router role (faust-streaming): event topics ⋈ webhook configs -> delivery tasks.
+
+Event records are read as raw bytes and decoded by our codec (Faust's typed topics drop bad
+records silently, DESIGN §9). Every failure inside the agent is caught and routed to the DLQ,
+because an exception in a Faust agent acks the message and loses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from hookline.configview import ConfigView
+from hookline.metrics import ConfigViewMetrics, RouterMetrics
+from hookline.settings import Settings
+from hookline.topics import CONTACT_EVENTS, DELIVERIES, DLQ, SALE_EVENTS
+from processors.router.routing import tasks_for
+from schemas.codec import CodecError, decode, encode
+
+__all__ = ["Router", "build_router"]
+
+log = logging.getLogger("hookline.router")
+
+
+class Router:
+    """Composition root of the router: the Faust app, the config view and the metrics."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = RouterMetrics(self.registry)
+        self.view = ConfigView(settings, metrics=ConfigViewMetrics(self.registry))
+        self.app = self._build_app()
+        self.assigned = False
+
+    def _build_app(self) -> faust.App:
+        s = self.settings
+        datadir = s.home / "faust" / s.topic("router")
+        datadir.mkdir(parents=True, exist_ok=True)
+        brokers = ";".join(f"kafka://{b.strip()}" for b in s.kafka_bootstrap.split(","))
+        app = faust.App(
+            s.topic("hookline-router"),
+            broker=brokers,
+            env_prefix="HOOKLINE_FAUST_",
+            processing_guarantee="at_least_once",
+            producer_acks=-1,
+            broker_session_timeout=6.0,
+            broker_heartbeat_interval=0.5,
+            broker_commit_interval=0.5,
+            broker_rebalance_timeout=20.0,
+            consumer_auto_offset_reset="earliest",
+            stream_wait_empty=True,
+            web_enabled=False,
+            web_tables_enabled=False,
+            autodiscover=False,
+            store="memory://",
+            datadir=str(datadir),
+            topic_partitions=1,
+        )
+        events = app.topic(
+            s.topic(CONTACT_EVENTS),
+            s.topic(SALE_EVENTS),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            allow_empty=True,
+        )
+        self.deliveries = app.topic(s.topic(DELIVERIES), key_serializer="raw", value_serializer="raw")
+        self.dlq = app.topic(s.topic(DLQ), key_serializer="raw", value_serializer="raw")
+
+        router = self
+
+        @app.agent(events, name="route-events")
+        async def route_events(stream: Any) -> None:
+            if not await router.view.wait_ready_async(timeout=3600):
+                raise RuntimeError("config view never became ready")
+            async for event in stream.events():
+                await router.handle(event.message)
+
+        @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+        async def _report_lag() -> None:
+            await router.report_lag()
+
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub wants `signal=`
+        async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            router.assigned = True
+
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            router.assigned = False
+
+        return app
+
+    async def report_lag(self) -> None:
+        """Set the consumer-lag gauge from the fetcher's high watermarks and our positions."""
+        try:
+            consumer = self.app.consumer
+            lag = 0
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                position = await consumer.position(tp)
+                if high is not None and position is not None:
+                    lag += max(0, high - position)
+            self.metrics.consumer_lag.labels("router").set(lag)
+        except Exception:  # a metric must never take the router down
+            log.debug("router: could not compute consumer lag", exc_info=True)
+
+    def ready(self) -> bool:
+        return self.view.ready and self.assigned
+
+    async def handle(self, msg: Any) -> None:
+        """Route one raw event record; never raise (a raised exception would lose the record)."""
+        started = time.perf_counter()
+        try:
+            if msg.value is None:
+                await self.dead_letter(msg, "tombstone", "event topics carry no tombstones")
+                return
+            try:
+                event = decode(msg.value, "Event")
+            except CodecError as exc:
+                await self.dead_letter(msg, exc.reason, str(exc))
+                return
+            event_type = event["type"]
+            self.metrics.events_consumed.labels(event_type).inc()
+            if msg.timestamp:
+                # Config changes confirmed before the event was published must apply to it.
+                await self.view.catch_up_async(msg.timestamp * 1000)
+            tasks = tasks_for(
+                event, self.view.subscribers(event["accountId"], event_type), int(time.time() * 1000)
+            )
+            if not tasks:
+                self.metrics.events_unmatched.labels(event_type).inc()
+                return
+            for task in tasks:
+                await self.deliveries.send(key=task["webhookId"].encode(), value=encode("DeliveryTask", task))
+            self.metrics.tasks_routed.labels(event_type).inc(len(tasks))
+        except Exception as exc:  # last line: keep the record, keep the agent
+            log.exception("router: failed to route record at %s/%s:%s", msg.topic, msg.partition, msg.offset)
+            await self.dead_letter(msg, "internal_error", type(exc).__name__)
+        finally:
+            self.metrics.route_seconds.observe(time.perf_counter() - started)
+
+    async def dead_letter(self, msg: Any, reason: str, detail: str) -> None:
+        log.warning(
+            "router: dead-lettering record at %s/%s:%s: %s (%s)",
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            reason,
+            detail,
+        )
+        self.metrics.dead_lettered.labels(reason).inc()
+        record = {
+            "stage": "router",
+            "reason": reason,
+            "detail": detail[:1000],
+            "sourceTopic": msg.topic,
+            "sourcePartition": msg.partition,
+            "sourceOffset": msg.offset,
+            "key": msg.key,
+            "value": msg.value,
+            "failedAt": int(time.time() * 1000),
+        }
+        await self.dlq.send(key=msg.key, value=encode("DeadLetter", record))
+
+
+def build_router(settings: Settings) -> Router:
+    return Router(settings)
