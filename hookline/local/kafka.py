@@ -29,7 +29,7 @@ from hookline.settings import Settings
 
 __all__ = ["KafkaSetupError", "LocalKafka", "Status", "new_cluster_id"]
 
-POM = Path(__file__).resolve().parent.parent / "deploy" / "local" / "pom.xml"
+POM = Path(__file__).resolve().parents[2] / "deploy" / "local" / "pom.xml"
 
 
 def new_cluster_id() -> str:
