@@ -29,8 +29,8 @@ NS = "hookline"
 #: Bounded label values.
 OUTCOMES = ("delivered", "failed", "skipped", "dead_lettered")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
-#: The policy's error classes, plus "none" (delivered or skipped) and the worker's own refusals.
-ERROR_CLASSES = ("none", *_POLICY_ERROR_CLASSES, "secret", "invalid_task", "other")
+#: Every error class, plus "none" for an attempt without one (delivered or skipped).
+ERROR_CLASSES = ("none", *_POLICY_ERROR_CLASSES)
 EVENT_TYPES = _EVENT_TYPES
 
 # Event-to-delivery latency spans seconds to hours (retries wait up to a day).

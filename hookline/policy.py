@@ -36,6 +36,7 @@ __all__ = [
     "ErrorClass",
     "GiveUp",
     "Retry",
+    "WorkerErrorClass",
     "classify",
     "decide",
     "next_delay",
@@ -58,11 +59,21 @@ ErrorClass: TypeAlias = Literal[
     "http_5xx",
     "http_other",
 ]
-ERROR_CLASSES: tuple[ErrorClass, ...] = get_args(ErrorClass)
+#: Failures the delivery worker records itself, with no response to classify: ``secret``, the
+#: webhook's secret cannot be opened or used; ``invalid_task``, a task it cannot read;
+#: ``other``, anything unexpected.
+WorkerErrorClass: TypeAlias = Literal["secret", "invalid_task", "other"]
+#: Every error class: the ``errorClass`` values a result record can carry, and the metric labels.
+ERROR_CLASSES: tuple[ErrorClass | WorkerErrorClass, ...] = (
+    *get_args(ErrorClass),
+    *get_args(WorkerErrorClass),
+)
 
 # Classes of attempts that got no response; the others follow from a status.
 _TRANSPORT_CLASSES: dict[str, ErrorClass] = {
-    c: c for c in ERROR_CLASSES if c in ("timeout", "connect", "tls", "dns", "blocked_address", "protocol")
+    c: c
+    for c in get_args(ErrorClass)
+    if c in ("timeout", "connect", "tls", "dns", "blocked_address", "protocol")
 }
 
 #: The longest wait a ``Retry-After`` header can impose, in seconds.

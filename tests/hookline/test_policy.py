@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 from email.utils import formatdate
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import assume, given
@@ -20,6 +20,7 @@ from hookline.policy import (
     Disable,
     GiveUp,
     Retry,
+    WorkerErrorClass,
     classify,
     decide,
     next_delay,
@@ -126,7 +127,10 @@ def test_error_classes_are_the_documented_labels() -> None:
         classify(None, e).error_class
         for e in ("timeout", "connect", "tls", "dns", "blocked_address", "protocol")
     }
-    assert produced - {None} == set(ERROR_CLASSES)  # every label is reachable, none is extra
+    # classify reaches every class but the worker's own refusals, and nothing else.
+    assert produced - {None} == set(ERROR_CLASSES) - set(get_args(WorkerErrorClass))
+    assert set(get_args(WorkerErrorClass)) == {"secret", "invalid_task", "other"}
+    assert len(set(ERROR_CLASSES)) == len(ERROR_CLASSES)
 
 
 # --- Retry-After --------------------------------------------------------------------------------------
