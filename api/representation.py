@@ -6,11 +6,11 @@ The pydantic models exist for the OpenAPI document only; responses are built as 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hookline import timestamps
 from hookline.webhooks import Webhook
 
 __all__ = [
@@ -35,10 +35,8 @@ EventName = Literal[
 
 
 def rfc3339(millis: int | None) -> str | None:
-    if millis is None:
-        return None
-    moment = datetime.fromtimestamp(millis // 1000, tz=UTC)  # whole seconds: no float rounding
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
+    """Format epoch milliseconds as RFC 3339 (the kernel's format); None stays None (JSON null)."""
+    return None if millis is None else timestamps.rfc3339(millis)
 
 
 def present(webhook: Webhook) -> dict[str, Any]:

@@ -7,18 +7,13 @@ and are signed and sent as they are.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-__all__ = ["build_payload", "rfc3339"]
+from hookline.timestamps import rfc3339
 
-
-def rfc3339(ms: int) -> str:
-    """Format epoch milliseconds as RFC 3339 UTC with millisecond precision (``...T12:00:00.000Z``)."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+__all__ = ["build_payload"]
 
 
 def _contact(c: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,8 +18,9 @@ import base64
 import binascii
 import hashlib
 import hmac
-import time
 from collections.abc import Iterable, Mapping, Sequence
+
+from hookline.timestamps import rfc3339
 
 __all__ = [
     "SIGNATURE_HEADERS",
@@ -79,11 +80,6 @@ def standard_signature(secret: str, msg_id: str, timestamp: int, body: bytes) ->
     mac = hmac.new(hmac_key(secret), f"{msg_id}.{timestamp}.".encode(), hashlib.sha256)
     mac.update(body)
     return "v1," + base64.b64encode(mac.digest()).decode("ascii")
-
-
-def _rfc3339_ms(epoch_ms: int) -> str:
-    seconds, millis = divmod(epoch_ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 class Signer:
@@ -147,7 +143,7 @@ class Signer:
             ("X-Webhook-Signature", self.systeme_signature(body)),
             ("X-Webhook-Message-Id", msg_id),
             ("X-Webhook-Delivery-Attempt-Id", attempt_id),
-            ("X-Webhook-Event-Timestamp", _rfc3339_ms(event_time_ms)),
+            ("X-Webhook-Event-Timestamp", rfc3339(event_time_ms)),
             ("webhook-id", msg_id),
             ("webhook-timestamp", str(timestamp)),
             ("webhook-signature", self.standard_signature(msg_id, timestamp, body)),
