@@ -6,12 +6,12 @@ The pydantic models exist for the OpenAPI document only; responses are built as 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hookline import timestamps
-from hookline.webhooks import Webhook
+from hookline.webhooks import EVENT_TYPES, Webhook
 
 __all__ = [
     "ErrorBody",
@@ -24,14 +24,12 @@ __all__ = [
     "rfc3339",
 ]
 
-EventName = Literal[
-    "CONTACT_CREATED",
-    "CONTACT_TAG_ADDED",
-    "CONTACT_TAG_REMOVED",
-    "CONTACT_OPT_IN",
-    "SALE_NEW",
-    "SALE_CANCELED",
-]
+if TYPE_CHECKING:
+    EventName: TypeAlias = str
+else:
+    # Subscripting with the tuple spells out its six names, so pydantic documents them as an enum;
+    # a type checker cannot read a Literal made from a variable, hence plain str for it.
+    EventName = Literal[EVENT_TYPES]
 
 
 def rfc3339(millis: int | None) -> str | None:

@@ -6,12 +6,13 @@ and are signed and sent as they are.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from hookline.timestamps import rfc3339
+from hookline.webhooks import EVENT_TYPES
 
 __all__ = ["build_payload"]
 
@@ -55,35 +56,60 @@ def _sale(p: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _contact_only(p: Mapping[str, Any]) -> dict[str, Any]:
+    return {"contact": _contact(p["contact"])}
+
+
+def _contact_and_tag(p: Mapping[str, Any]) -> dict[str, Any]:
+    return {"contact": _contact(p["contact"]), "tag": {"id": p["tag"]["id"], "name": p["tag"]["name"]}}
+
+
+def _opt_in(p: Mapping[str, Any]) -> dict[str, Any]:
+    fs = p["funnelStep"]
+    return {
+        "contact": _contact(p["contact"]),
+        "funnelStep": {
+            "id": fs["id"],
+            "name": fs["name"],
+            "type": fs.get("type", "optin"),
+            "funnel": {"id": fs["funnel"]["id"], "name": fs["funnel"]["name"]},
+        },
+    }
+
+
+def _sale_canceled(p: Mapping[str, Any]) -> dict[str, Any]:
+    doc = _sale(p)
+    c = p["cancellation"]
+    doc["cancellation"] = {
+        "reason": c["reason"],
+        "canceledAt": rfc3339(c["canceledAt"]),
+        "originalOrderId": c.get("originalOrderId"),
+    }
+    return doc
+
+
+#: The document of each event type's payload.
+_DOCUMENTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "CONTACT_CREATED": _contact_only,
+    "CONTACT_TAG_ADDED": _contact_and_tag,
+    "CONTACT_TAG_REMOVED": _contact_and_tag,
+    "CONTACT_OPT_IN": _opt_in,
+    "SALE_NEW": _sale,
+    "SALE_CANCELED": _sale_canceled,
+}
+if set(_DOCUMENTS) != set(EVENT_TYPES):
+    raise RuntimeError(
+        f"hookline.payloads builds {sorted(_DOCUMENTS)}, but EVENT_TYPES is {sorted(EVENT_TYPES)}: "
+        "give each event type one document"
+    )
+
+
 def payload_document(event_type: str, p: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON document (before serialization) for one event payload record."""
-    if event_type == "CONTACT_CREATED":
-        return {"contact": _contact(p["contact"])}
-    if event_type in ("CONTACT_TAG_ADDED", "CONTACT_TAG_REMOVED"):
-        return {"contact": _contact(p["contact"]), "tag": {"id": p["tag"]["id"], "name": p["tag"]["name"]}}
-    if event_type == "CONTACT_OPT_IN":
-        fs = p["funnelStep"]
-        return {
-            "contact": _contact(p["contact"]),
-            "funnelStep": {
-                "id": fs["id"],
-                "name": fs["name"],
-                "type": fs.get("type", "optin"),
-                "funnel": {"id": fs["funnel"]["id"], "name": fs["funnel"]["name"]},
-            },
-        }
-    if event_type == "SALE_NEW":
-        return _sale(p)
-    if event_type == "SALE_CANCELED":
-        doc = _sale(p)
-        c = p["cancellation"]
-        doc["cancellation"] = {
-            "reason": c["reason"],
-            "canceledAt": rfc3339(c["canceledAt"]),
-            "originalOrderId": c.get("originalOrderId"),
-        }
-        return doc
-    raise ValueError(f"unknown event type {event_type!r}")
+    build = _DOCUMENTS.get(event_type)
+    if build is None:
+        raise ValueError(f"unknown event type {event_type!r}")
+    return build(p)
 
 
 def build_payload(event: Mapping[str, Any]) -> bytes:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 from hookline.topics import CONTACT_EVENTS, SALE_EVENTS
+from hookline.webhooks import EVENT_TYPES
 
 __all__ = [
     "Cancellation",
@@ -78,6 +79,14 @@ class EventType(StrEnum):
     def topic(self) -> str:
         """Topic name (without prefix) that carries this type."""
         return SALE_EVENTS if self.name.startswith("SALE_") else CONTACT_EVENTS
+
+
+# The members are spelled out so that a type checker knows them; the kernel's tuple is the source.
+if tuple(t.value for t in EventType) != EVENT_TYPES:
+    raise RuntimeError(
+        f"producers.events.EventType lists {[t.value for t in EventType]}, "
+        f"but hookline.webhooks.EVENT_TYPES is {list(EVENT_TYPES)}: make them the same, in the same order"
+    )
 
 
 class InvalidEvent(ValueError):

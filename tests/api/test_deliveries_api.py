@@ -20,6 +20,7 @@ from api.deliveries import body_text, sample_payload
 from hookline.logstore import LogStore, open_store
 from hookline.settings import Secret
 from hookline.signing import TEST_HEADER, Signer, message_id
+from hookline.webhooks import EVENT_TYPES
 from tests.api.conftest import KEY_A, RunningApi
 from tests.logrecords import delivery_result, now_ms
 from tests.support import TopicReader, wait_until
@@ -309,13 +310,13 @@ def test_send_test_produces_a_sample_of_the_type_marked_test(logs_api: tuple[Run
     try:
         sent = [a.post(f"/api/webhooks/{hook}/test")]  # no body: the first subscribed event
         sent.append(a.post(f"/api/webhooks/{hook}/test", json={"eventType": None}))
-        for kind in PAYLOAD_KEYS:
+        for kind in EVENT_TYPES:
             sent.append(a.post(f"/api/webhooks/{hook}/test", json={"eventType": kind}))
         assert a.patch(f"/api/webhooks/{hook}", json={"active": False}).status_code == 200
         # A test is the owner's explicit request: it goes to an inactive webhook too (so does the worker).
         sent.append(a.post(f"/api/webhooks/{hook}/test", json={"eventType": "SALE_NEW"}))
         assert [r.status_code for r in sent] == [202] * len(sent), [r.text for r in sent]
-        kinds = ["CONTACT_TAG_ADDED", "CONTACT_TAG_ADDED", *PAYLOAD_KEYS, "SALE_NEW"]
+        kinds = ["CONTACT_TAG_ADDED", "CONTACT_TAG_ADDED", *EVENT_TYPES, "SALE_NEW"]
         assert [r.json()["eventType"] for r in sent] == kinds
         produced = tasks.wait(len(sent))
         by_id = {t["messageId"]: t for t in produced}
@@ -420,7 +421,7 @@ def test_a_test_send_is_marked_on_the_wire_and_nothing_else_is() -> None:
     assert marked == [*plain, ("X-Webhook-Test", "true")]
 
 
-@pytest.mark.parametrize("kind", sorted(PAYLOAD_KEYS))
+@pytest.mark.parametrize("kind", EVENT_TYPES)
 def test_sample_payloads_have_the_shape_of_real_ones(kind: str) -> None:
     body, occurred_at = sample_payload(kind, "acct-a")
     doc = orjson.loads(body)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import producers
+from hookline.webhooks import EVENT_TYPES
 from producers.events import (
     Cancellation,
     Contact,
@@ -104,6 +105,11 @@ BUILDERS: dict[EventType, Callable[..., Event]] = {
     EventType.SALE_NEW: lambda **kw: sale_new(ACCOUNT, customer(), order(), plan(), **kw),
     EventType.SALE_CANCELED: lambda **kw: sale_canceled(ACCOUNT, customer(), order(), plan(), cancel(), **kw),
 }
+
+
+def test_event_types_are_the_kernels_six() -> None:
+    assert tuple(t.value for t in EventType) == EVENT_TYPES
+    assert set(BUILDERS) == set(EventType)
 
 
 @pytest.mark.parametrize("kind", list(EventType))
