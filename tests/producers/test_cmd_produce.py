@@ -117,12 +117,12 @@ def test_missing_topics_are_reported(
 )
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        build_parser().parse_args(["produce", *argv])
+        build_parser("produce").parse_args(["produce", *argv])
     assert info.value.code == 2
 
 
 def test_every_event_type_is_offered() -> None:
-    args = build_parser().parse_args(["produce", "--events", *[t.value.lower() for t in EventType]])
+    args = build_parser("produce").parse_args(["produce", "--events", *[t.value.lower() for t in EventType]])
     assert args.events == [t.value for t in EventType]
 
 
