@@ -52,7 +52,7 @@ from hookline.logstore import (
 from hookline.logstore.base import to_ms
 from hookline.metrics import ApiMetrics
 from hookline.payloads import build_payload
-from hookline.signing import message_id as derive_message_id
+from hookline.records import DeliveryTask, Outcome, Trigger
 from hookline.webhooks import EVENT_TYPES, Webhook
 
 __all__ = [
@@ -93,7 +93,7 @@ class WebhookLookup(Protocol):
 class TaskSender(Protocol):
     """The part of :class:`api.tasks.TaskWriter` this service uses."""
 
-    async def send(self, task: dict[str, Any]) -> Written: ...
+    async def send(self, task: DeliveryTask) -> Written: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,12 +245,10 @@ class DeliveryLogService:
         if event_type not in EVENT_TYPES:
             raise InvalidRequest("invalid_event_type", f"eventType must be one of {', '.join(EVENT_TYPES)}")
         payload, occurred_at = sample_payload(event_type, account)
-        event_id = f"test-{uuid.uuid4()}"
-        msg_id = derive_message_id(event_id, hook.id)
         task = self._task(
             hook,
-            message_id=msg_id,
-            event_id=event_id,
+            message_id=None,  # derived from the event id, as the router derives it
+            event_id=f"test-{uuid.uuid4()}",
             event_type=event_type,
             occurred_at_ms=occurred_at,
             payload=payload,
@@ -259,9 +257,10 @@ class DeliveryLogService:
         )
         await self._send(task, "test")
         log.info(
-            "test %s sent to webhook %s by account %s (message %s)", event_type, webhook_id, account, msg_id
+            "test %s sent to webhook %s by account %s (message %s)",
+            event_type, webhook_id, account, task.message_id,
         )
-        return Sent(msg_id, webhook_id, event_type, "test", 1)
+        return Sent(task.message_id, webhook_id, event_type, "test", 1)
 
     def close(self) -> None:
         """Close the store if this service opened it."""
@@ -275,31 +274,27 @@ class DeliveryLogService:
         self,
         hook: Webhook,
         *,
-        message_id: str,
+        message_id: str | None,
         event_id: str,
         event_type: str,
         occurred_at_ms: int,
         payload: bytes,
         attempt: int,
-        trigger: str,
-    ) -> dict[str, Any]:
-        return {
-            "messageId": message_id,
-            "eventId": event_id,
-            "webhookId": hook.id,
-            "accountId": hook.account_id,
-            "eventType": event_type,
-            "eventOccurredAt": occurred_at_ms,
-            "routedAt": int(self._clock() * 1000),
-            "configVersion": hook.version,
-            "payload": payload,
-            "attempt": attempt,
-            "dueAt": 0,
-            "trigger": trigger,
-            "firstAttemptAt": None,
-        }
+        trigger: Trigger,
+    ) -> DeliveryTask:
+        return DeliveryTask.for_webhook(
+            hook,
+            event_id=event_id,
+            event_type=event_type,
+            occurred_at=occurred_at_ms,
+            payload=payload,
+            now_ms=int(self._clock() * 1000),
+            trigger=trigger,
+            attempt=attempt,
+            message_id=message_id,
+        )
 
-    async def _send(self, task: dict[str, Any], trigger: str) -> None:
+    async def _send(self, task: DeliveryTask, trigger: str) -> None:
         try:
             await self._tasks.send(task)
         except Exception:
@@ -416,8 +411,6 @@ def present_sent(s: Sent) -> dict[str, Any]:
 # -- OpenAPI documentation models ---------------------------------------------------------------
 
 Status = Literal["delivered", "retrying", "failed", "skipped"]
-Outcome = Literal["delivered", "failed", "skipped", "dead_lettered"]
-Trigger = Literal["automatic", "test", "manual"]
 Encoding = Literal["utf-8", "base64"]
 
 

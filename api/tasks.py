@@ -12,15 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping
-from typing import Any
 
 from api.errors import Unavailable
 from api.writer import NotWritten, TopicWriter
 from hookline.producer import ProducerPort, Written
+from hookline.records import DeliveryTask
 from hookline.settings import Settings
 from hookline.topics import DELIVERIES
-from schemas.codec import encode
 
 __all__ = ["TaskWriter"]
 
@@ -70,10 +68,8 @@ class TaskWriter:
         if left:
             log.warning("task writer closed with %d unacknowledged tasks", left)
 
-    async def send(self, task: Mapping[str, Any]) -> Written:
-        """Produce ``task`` (a DeliveryTask record); return once the broker has acknowledged it."""
-        value = encode("DeliveryTask", dict(task))
-        key = str(task["webhookId"]).encode("utf-8")
+    async def send(self, task: DeliveryTask) -> Written:
+        """Produce ``task``; return once the broker has acknowledged it."""
         if not self._writer.started:
             await asyncio.to_thread(self.start)  # creating a producer may block briefly
-        return await self._writer.send(key, value)
+        return await self._writer.send(task.key, task.encode())

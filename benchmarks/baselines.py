@@ -127,27 +127,20 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def _task_value() -> bytes:
     """A DeliveryTask record as the router writes it (~1 KiB payload inside)."""
-    from schemas.codec import encode
+    from hookline.records import DeliveryTask
 
-    body = body_template()
-    return encode(
-        "DeliveryTask",
-        {
-            "messageId": "msg_" + "a" * 32,
-            "eventId": str(uuid.uuid4()),
-            "webhookId": "wh-bench",
-            "accountId": "acct-bench",
-            "eventType": "CONTACT_CREATED",
-            "eventOccurredAt": int(time.time() * 1000),
-            "routedAt": int(time.time() * 1000),
-            "configVersion": 1,
-            "payload": body,
-            "attempt": 1,
-            "dueAt": 0,
-            "trigger": "automatic",
-            "firstAttemptAt": None,
-        },
-    )
+    now_ms = int(time.time() * 1000)
+    return DeliveryTask(
+        message_id="msg_" + "a" * 32,
+        event_id=str(uuid.uuid4()),
+        webhook_id="wh-bench",
+        account_id="acct-bench",
+        event_type="CONTACT_CREATED",
+        event_occurred_at=now_ms,
+        routed_at=now_ms,
+        config_version=1,
+        payload=body_template(),
+    ).encode()
 
 
 def _fill(args: argparse.Namespace) -> None:

@@ -194,10 +194,6 @@ class Pipeline:
         status, body = http_get(f"http://127.0.0.1:{self.worker_port}/metrics")
         return body.decode() if status == 200 else ""
 
-    def router_metrics(self) -> str:
-        status, body = http_get(f"http://127.0.0.1:{self.router_port}/metrics")
-        return body.decode() if status == 200 else ""
-
     def stop_worker(self) -> None:
         if self.worker is not None:
             self.worker.stop(timeout=30)

@@ -17,12 +17,10 @@ from typing import Any
 
 __all__ = [
     "MARK_SLUG",
-    "Mark",
     "body_template",
     "event_record",
     "find_mark",
     "format_mark",
-    "parse_mark",
     "webhook_secret",
 ]
 
@@ -31,7 +29,6 @@ _MARK_NEEDLE = b'"slug":"bench_t0","value":"'
 _REGISTERED_AT = 1_700_000_000_000
 
 
-Mark = tuple[str, int, float]  # run, seq, t0
 
 
 def format_mark(run: str, seq: int, t0: float) -> str:
@@ -46,14 +43,6 @@ def find_mark(body: bytes) -> bytes | None:
     start = i + len(_MARK_NEEDLE)
     end = body.find(b'"', start)
     return body[start:end] if end > 0 else None
-
-
-def parse_mark(raw: bytes) -> Mark | None:
-    try:
-        run, seq, t0 = raw.decode().split("|")
-        return run, int(seq), float(t0)
-    except ValueError:
-        return None
 
 
 def webhook_secret(seed: str, webhook_id: str) -> str:

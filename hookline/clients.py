@@ -20,10 +20,12 @@ __all__ = [
     "BrokerUnavailable",
     "admin_client",
     "consumer_config",
+    "consumer_marks",
     "create_topics",
     "delete_topics",
     "describe_topic_config",
     "producer_config",
+    "records_behind",
     "wait_for_broker",
 ]
 
@@ -162,3 +164,33 @@ def new_producer(settings: Settings, **overrides: Any) -> Producer:
 
 def new_consumer(settings: Settings, group: str | None, **overrides: Any) -> Consumer:
     return Consumer(consumer_config(settings, group, **overrides))
+
+
+def consumer_marks(consumer: Consumer) -> dict[tuple[str, int], tuple[int, int]]:
+    """``(high watermark, position)`` of each partition assigned to ``consumer``; -1 where unknown.
+
+    The high watermark is the one the last fetch response reported: asking the broker instead
+    queues behind the long-polling fetch on the same connection (~0.5 s per partition).
+    """
+    assignment = consumer.assignment()
+    positions = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(assignment)}
+    marks = {}
+    for tp in assignment:
+        try:
+            _low, high = consumer.get_watermark_offsets(tp, cached=True)
+        except KafkaException:
+            continue
+        marks[(tp.topic, tp.partition)] = (high, positions.get((tp.topic, tp.partition), -1))
+    return marks
+
+
+def records_behind(marks: Iterable[tuple[int | None, int | None]]) -> int:
+    """Consumer lag: the records between each ``(high watermark, position)`` pair, summed.
+
+    A partition whose high watermark or position is not known yet (None or negative) counts 0.
+    """
+    return sum(
+        max(0, high - position)
+        for high, position in marks
+        if high is not None and position is not None and high >= 0 and position >= 0
+    )

@@ -167,10 +167,6 @@ class Sealer:
         except UnicodeDecodeError:
             raise UnsealError(f"secret of webhook {webhook_id} is not UTF-8") from None
 
-    def needs_reseal(self, sealed: SealedSecret) -> bool:
-        """True when ``sealed`` was sealed with a key other than the current sealing key."""
-        return sealed.key_id != self._primary
-
 
 def _aad(webhook_id: str) -> bytes:
     return webhook_id.encode("utf-8")

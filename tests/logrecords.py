@@ -1,15 +1,27 @@
-"""DeliveryResult records for log store and log sink tests (valid for the codec)."""
+"""Delivery tasks and results for tests (valid for the codec)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
-__all__ = ["delivery_result", "now_ms"]
+from hookline.records import DeliveryResult, DeliveryTask
+
+__all__ = ["delivery_result", "delivery_task", "now_ms"]
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def delivery_task(**fields: Any) -> DeliveryTask:
+    """A task of webhook ``wh`` of account ``a`` (message ``msg_1``); ``fields`` change it (snake_case)."""
+    task = DeliveryTask(
+        message_id="msg_1", event_id="e1", webhook_id="wh", account_id="a", event_type="SALE_NEW",
+        event_occurred_at=1, routed_at=1, config_version=1, payload=b"{}",
+    )
+    return dataclasses.replace(task, **fields)
 
 
 def delivery_result(
@@ -26,7 +38,7 @@ def delivery_result(
     trigger: str = "automatic",
     attempt_id: str | None = None,
     **fields: Any,
-) -> dict[str, Any]:
+) -> DeliveryResult:
     """One attempt's result; ``status`` defaults from ``outcome`` (200, 503, or none for a skip)."""
     at = attempted_at if attempted_at is not None else now_ms()
     if status is None and outcome != "skipped":
@@ -58,4 +70,4 @@ def delivery_result(
         "trigger": trigger,
     }
     record.update(fields)
-    return record
+    return DeliveryResult.from_record(record)

@@ -38,6 +38,7 @@ from hookline.logstore.base import (
     message_status,
     to_ms,
 )
+from hookline.records import DeliveryResult
 
 __all__ = ["Cursor", "Dialect", "SqlStore"]
 
@@ -243,16 +244,16 @@ def _bytes(value: Any) -> bytes:
     return bytes(value)
 
 
-def _attempt_row(r: Mapping[str, Any], stored_at: int) -> tuple[Any, ...]:
+def _attempt_row(r: DeliveryResult, stored_at: int) -> tuple[Any, ...]:
     return (
-        _text(r["accountId"]), _text(r["webhookId"]), _text(r["messageId"]), _text(r["attemptId"]),
-        _int(r["attempt"]), _text(r["eventId"]), _text(r["eventType"]), _int(r["eventOccurredAt"]),
-        _int(r["attemptedAt"]), _text(r["url"]), _headers(r.get("requestHeaders", {})),
-        _bytes(r.get("requestBody", b"")), _opt_int(r.get("responseStatus")),
-        _headers(r.get("responseHeaders", {})), _bytes(r.get("responseBodyExcerpt", b"")),
-        bool(r.get("responseBodyTruncated", False)), float(r.get("latencySeconds", 0.0)),
-        _text(r["outcome"]), _opt_text(r.get("errorClass")), _opt_text(r.get("errorMessage")),
-        _opt_int(r.get("nextRetryAt")), bool(r.get("final", False)), _text(r.get("trigger", "automatic")),
+        _text(r.account_id), _text(r.webhook_id), _text(r.message_id), _text(r.attempt_id),
+        _int(r.attempt), _text(r.event_id), _text(r.event_type), _int(r.event_occurred_at),
+        _int(r.attempted_at), _text(r.url), _headers(r.request_headers),
+        _bytes(r.request_body), _opt_int(r.response_status),
+        _headers(r.response_headers), _bytes(r.response_body_excerpt),
+        bool(r.response_body_truncated), float(r.latency_seconds),
+        _text(r.outcome), _opt_text(r.error_class), _opt_text(r.error_message),
+        _opt_int(r.next_retry_at), bool(r.final), _text(r.trigger),
         stored_at,
     )
 
@@ -366,7 +367,7 @@ class SqlStore:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def insert_attempts(self, results: Sequence[Mapping[str, Any]]) -> int:
+    def insert_attempts(self, results: Sequence[DeliveryResult]) -> int:
         now = int(time.time() * 1000)
         rows: list[tuple[Any, ...]] = []
         for i, r in enumerate(results):

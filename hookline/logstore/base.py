@@ -20,10 +20,12 @@ number): ``delivered`` (2xx), ``retrying`` (failed, another automatic attempt fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
+
+from hookline.records import DeliveryResult
 
 __all__ = [
     "MAX_PAGE",
@@ -185,8 +187,8 @@ class Purged:
 class LogStore(Protocol):
     """Delivery log storage; implementations are thread-safe."""
 
-    def insert_attempts(self, results: Sequence[Mapping[str, Any]]) -> int:
-        """Store DeliveryResult records (as the codec decodes them) in one transaction.
+    def insert_attempts(self, results: Sequence[DeliveryResult]) -> int:
+        """Store attempts' results in one transaction.
 
         Idempotent on (message id, attempt id): a record stored before is ignored. Return how many
         attempts were new. Raise StoreUnavailable or RecordRejected; nothing is stored then.

@@ -3,5 +3,5 @@
 - ``app``: the composition root; ``worker``: the consume loop and its offsets (``offsets``);
 - ``handler``: one task from record to result (policy, signing, retry, DLQ);
 - ``sender``: one HTTP attempt; ``exchange``: what an attempt looked like;
-- ``sink``: acknowledged writes to Kafka; ``limits``: concurrency shares; ``barrier``: config catch-up.
+- ``sink``: acknowledged writes to Kafka; ``limits``: concurrency shares.
 """

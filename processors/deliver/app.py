@@ -19,7 +19,6 @@ from hookline.metrics import DeliveryMetrics
 from hookline.sealing import Sealer
 from hookline.settings import Settings, SettingsError
 from hookline.topics import CONFIG, DELIVERIES, DLQ, RESULTS, retry_topic
-from processors.deliver.barrier import ConfigBarrier
 from processors.deliver.handler import DeliveryTopics, SignerCache, TaskHandler, webhook_backlog
 from processors.deliver.limits import ConcurrencyLimits
 from processors.deliver.sender import HttpSender
@@ -84,9 +83,6 @@ class Deliver:
 
     async def _run(self, s: Settings, stop: asyncio.Event) -> None:
         sink = KafkaSink(new_producer(s)).start()
-        barrier = ConfigBarrier(
-            self.view, consumer_config(s, None, **{"enable.auto.commit": False}), s.topic(CONFIG)
-        )
         topics = DeliveryTopics(
             results=s.topic(RESULTS),
             dlq=s.topic(DLQ),
@@ -110,7 +106,6 @@ class Deliver:
             ) as sender:
                 handler = TaskHandler(
                     configs=self.view,
-                    barrier=barrier,
                     signers=SignerCache(self.sealer),
                     sender=sender,
                     sink=sink,
@@ -133,4 +128,3 @@ class Deliver:
                 await self.worker.run(stop)
         finally:
             await sink.close()
-            barrier.close()

@@ -43,22 +43,15 @@ from hookline.policy import (
     parse_retry_after,
     tier_for,
 )
+from hookline.records import DeadLetters, DeliveryResult, DeliveryTask, Exchange, Outcome, Source
 from hookline.sealing import Sealer, SealingError
 from hookline.signing import SecretError, Signer
 from hookline.webhooks import Webhook
-from processors.deliver.exchange import (
-    Exchange,
-    dead_letter_record,
-    disabled_config,
-    public_url,
-    result_record,
-    retry_task,
-    skipped_result,
-)
+from processors.deliver.exchange import public_url
 from processors.deliver.limits import ConcurrencyLimits
 from processors.deliver.sender import Sender
 from processors.deliver.sink import RecordSink
-from schemas.codec import CodecError, decode, encode
+from schemas.codec import CodecError, encode
 
 __all__ = [
     "Abandoned",
@@ -92,11 +85,15 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
-    received: float  # time.monotonic() when the worker got it
+    received_ms: int  # epoch milliseconds when the worker read it
     timestamp_ms: int = 0  # the record's Kafka timestamp (when it was produced)
-    task: dict[str, Any] | None = None
+    task: DeliveryTask | None = None
     error: CodecError | None = None
     decoded: bool = False
+
+    @property
+    def source(self) -> Source:
+        return Source(self.topic, self.partition, self.offset, self.key, self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +107,11 @@ class DeliveryTopics:
 
 
 class Configs(Protocol):
+    """The config view, as the handler uses it."""
+
     def get(self, webhook_id: str) -> Webhook | None: ...
 
-
-class Barrier(Protocol):
-    async def after(self, since: float) -> None: ...
+    async def catch_up_async(self, written_before_ms: float, timeout: float = ...) -> bool: ...
 
 
 class SignerCache:
@@ -142,7 +139,7 @@ class SignerCache:
         return signer
 
 
-def skip_reason(webhook: Webhook | None, task: Mapping[str, Any]) -> str | None:
+def skip_reason(webhook: Webhook | None, task: DeliveryTask) -> str | None:
     """Why ``task`` must not be sent to ``webhook`` now, or None to send it.
 
     Automatic deliveries need an active webhook still subscribed to the event. A test or
@@ -150,11 +147,11 @@ def skip_reason(webhook: Webhook | None, task: Mapping[str, Any]) -> str | None:
     """
     if webhook is None:
         return "webhook deleted"
-    if task["trigger"] != "automatic":
+    if task.trigger != "automatic":
         return None
     if not webhook.active:
         return "webhook inactive" + (f" ({webhook.disabled_reason})" if webhook.disabled_reason else "")
-    event = task["eventType"]
+    event = task.event_type
     subs = [s for s in webhook.subscriptions if s.event == event]
     if not subs:
         return f"not subscribed to {event}"
@@ -172,6 +169,13 @@ def new_attempt_id() -> str:
     return "att_" + uuid.uuid4().hex
 
 
+def disabled_config(webhook: Webhook, *, reason: str, now_ms: int) -> Webhook:
+    """``webhook`` switched off by the platform: inactive, with ``reason``, one version later."""
+    return dataclasses.replace(
+        webhook, active=False, disabled_reason=reason, version=webhook.version + 1, updated_at=now_ms
+    )
+
+
 class TaskHandler:
     """Process consumed task records; the worker calls :meth:`hold_until` and :meth:`process`."""
 
@@ -179,7 +183,6 @@ class TaskHandler:
         self,
         *,
         configs: Configs,
-        barrier: Barrier,
         signers: SignerCache,
         sender: Sender,
         sink: RecordSink,
@@ -193,13 +196,13 @@ class TaskHandler:
         backlog: int,
     ) -> None:
         self._configs = configs
-        self._barrier = barrier
         self._signers = signers
         self._sender = sender
         self._sink = sink
         self._limits = limits
         self._metrics = metrics
         self._topics = topics
+        self._dead_letters = DeadLetters("deliver", topics.dlq, metrics.dead_lettered, log, clock=clock)
         self._schedule = schedule
         self._tiers = tuple(sorted(topics.retry))
         self._tier_of = {topic: delay for delay, topic in topics.retry.items()}
@@ -227,7 +230,7 @@ class TaskHandler:
         tier = self._tier_of.get(rec.topic)
         if task is None or tier is None:
             return 0  # new tasks go now; one due later is moved on to a tier by process()
-        return min(int(task["dueAt"]), rec.timestamp_ms + int(tier * 1000))
+        return min(task.due_at, rec.timestamp_ms + int(tier * 1000))
 
     async def process(self, rec: Record) -> None:
         """Handle ``rec`` completely; raise only :class:`Abandoned` (or on shutdown of the sink)."""
@@ -237,13 +240,13 @@ class TaskHandler:
             why = err.reason if err is not None else "tombstone"
             await self._dead_letter_input(rec, why, str(err) if err else "a task record has no value")
             return
-        wait = task["dueAt"] / 1000 - self._clock()
+        wait = task.due_at / 1000 - self._clock()
         if wait > 0.05:
             await self._move_on(task, wait)
             return
         if wait > 0:
             await asyncio.sleep(wait)  # a clock step: wait it out here rather than in another tier
-        webhook = await self._current(task, rec.received)
+        webhook = await self._current(task, rec.received_ms)
         reason = skip_reason(webhook, task)
         if reason is not None or webhook is None:
             await self._skip(task, webhook, reason or "webhook deleted")
@@ -258,29 +261,26 @@ class TaskHandler:
             return
         async with self._limits.slot(webhook.id):
             if self.stopping:
-                raise Abandoned(task["messageId"])
+                raise Abandoned(task.message_id)
             self._metrics.in_flight.inc()
             try:
                 # Signed here and handed straight over (no coroutine of our own around the send, no
                 # local for the headers): nothing per attempt outlives its use while the request waits.
                 attempt_id = new_attempt_id()
                 exchange = await self._sender.send(
-                    webhook.url, task["payload"], self._sign(task, signer, attempt_id), attempt_id=attempt_id
+                    webhook.url, task.payload, self._sign(task, signer, attempt_id), attempt_id=attempt_id
                 )
             finally:
                 self._metrics.in_flight.dec()
         await self._conclude(rec, task, webhook, exchange)
 
     # -- stages ---------------------------------------------------------------------------------
-    def _decode(self, rec: Record) -> dict[str, Any] | None:
+    def _decode(self, rec: Record) -> DeliveryTask | None:
         if not rec.decoded:
             rec.decoded = True
             if rec.value is not None:
                 try:
-                    task = decode(rec.value, "DeliveryTask")
-                    if task["attempt"] < 1:
-                        raise CodecError("invalid_field", "DeliveryTask.attempt: below 1", field="attempt")
-                    rec.task = task
+                    rec.task = DeliveryTask.decode(rec.value)
                 except CodecError as exc:
                     rec.error = exc
         return rec.task
@@ -294,28 +294,28 @@ class TaskHandler:
             del self._disabled[webhook_id]
         return current
 
-    async def _current(self, task: Mapping[str, Any], received: float) -> Webhook | None:
-        webhook = self._lookup(task["webhookId"])
-        if webhook is None or webhook.version < task["configVersion"]:
+    async def _current(self, task: DeliveryTask, received_ms: int) -> Webhook | None:
+        webhook = self._lookup(task.webhook_id)
+        if webhook is None or webhook.version < task.config_version:
             # The view may not have applied the config this task was routed with yet.
-            await self._barrier.after(received)
-            webhook = self._lookup(task["webhookId"])
+            await self._configs.catch_up_async(received_ms)
+            webhook = self._lookup(task.webhook_id)
         return webhook
 
-    def _sign(self, task: Mapping[str, Any], signer: Signer, attempt_id: str) -> list[tuple[str, str]]:
+    def _sign(self, task: DeliveryTask, signer: Signer, attempt_id: str) -> list[tuple[str, str]]:
         return signer.headers(
-            event_type=task["eventType"],
-            msg_id=task["messageId"],
+            event_type=task.event_type,
+            msg_id=task.message_id,
             attempt_id=attempt_id,
-            event_time_ms=task["eventOccurredAt"],
+            event_time_ms=task.event_occurred_at,
             timestamp=int(self._clock()),
-            body=task["payload"],
+            body=task.payload,
             user_agent=USER_AGENT,
-            test=task["trigger"] == "test",
+            test=task.trigger == "test",
         )
 
     async def _conclude(
-        self, rec: Record, task: dict[str, Any], webhook: Webhook, exchange: Exchange
+        self, rec: Record, task: DeliveryTask, webhook: Webhook, exchange: Exchange
     ) -> None:
         now = self._clock()
         now_ms = int(now * 1000)
@@ -325,48 +325,43 @@ class TaskHandler:
             retry_after = parse_retry_after(exchange.header("retry-after"), now)
         decision = decide(
             classification,
-            attempt=task["attempt"],
+            attempt=task.attempt,
             rng=self._rng,
             schedule=self._schedule,
             jitter=self._jitter,
             retry_after=retry_after,
             tiers=self._tiers,
-            retries=task["trigger"] == "automatic",
+            retries=task.trigger == "automatic",
         )
         exchange = dataclasses.replace(exchange, error_class=classification.error_class)
-        key = task["webhookId"].encode()
-        outcome: str = classification.outcome
+        key = task.key
+        outcome: Outcome = classification.outcome
         next_retry_at: int | None = None
         writes: list[tuple[str, bytes | None, bytes | None]] = []
         if isinstance(decision, Retry):
             next_retry_at = now_ms + int(decision.delay * 1000)
-            first = task.get("firstAttemptAt") or exchange.attempted_at_ms
-            nxt = retry_task(
-                task, attempt=decision.attempt, due_at_ms=next_retry_at, first_attempt_at_ms=first
+            nxt = task.retry(
+                attempt=decision.attempt, due_at=next_retry_at, first_attempt_at=exchange.attempted_at_ms
             )
-            writes.append((self._topics.retry[decision.tier], key, encode("DeliveryTask", nxt)))
+            writes.append((self._topics.retry[decision.tier], key, nxt.encode()))
         elif isinstance(decision, DeadLetter):
             outcome = "dead_lettered"
             last = f"{exchange.error_class} {exchange.status or ''}".strip()
             detail = f"{decision.attempts} attempts; last: {last}"
-            dlq = dead_letter_record(
-                reason=decision.reason, detail=detail, topic=rec.topic, partition=rec.partition,
-                offset=rec.offset, key=rec.key, value=rec.value, now_ms=now_ms,
-            )
-            writes.append((self._topics.dlq, rec.key, encode("DeadLetter", dlq)))
+            writes.append(self._dead_letters.letter(rec.source, decision.reason, detail, level=logging.INFO))
         elif isinstance(decision, Disable):
             off = disabled_config(webhook, reason=DISABLED_410, now_ms=now_ms)
             self._disabled[webhook.id] = off
             writes.append((self._topics.config, key, encode("WebhookConfig", off.to_record())))
-        result = result_record(
-            task, exchange, outcome=outcome, final=decision.final, next_retry_at_ms=next_retry_at
+        result = DeliveryResult.of(
+            task, exchange, outcome=outcome, final=decision.final, next_retry_at=next_retry_at
         )
-        writes.append((self._topics.results, key, encode("DeliveryResult", result)))
+        writes.append((self._topics.results, key, result.encode()))
         await asyncio.gather(*(self._sink.send(topic, k, v) for topic, k, v in writes))
         self._observe(task, exchange, outcome, decision, now)
 
     def _observe(
-        self, task: Mapping[str, Any], exchange: Exchange, outcome: str, decision: Any, now: float
+        self, task: DeliveryTask, exchange: Exchange, outcome: str, decision: Any, now: float
     ) -> None:
         m = self._metrics
         m.deliveries.labels(outcome, status_class(exchange.status), exchange.error_class or "none").inc()
@@ -374,30 +369,26 @@ class TaskHandler:
         if exchange.error_class == "blocked_address":
             m.blocked_addresses.inc()
         if isinstance(decision, Delivered):
-            m.event_to_delivery_seconds.observe(max(0.0, now - task["eventOccurredAt"] / 1000))
-            m.attempt_number.observe(task["attempt"])
+            m.event_to_delivery_seconds.observe(max(0.0, now - task.event_occurred_at / 1000))
+            m.attempt_number.observe(task.attempt)
         elif isinstance(decision, Retry):
             m.retries_scheduled.labels(f"{decision.tier:g}s").inc()
-        elif isinstance(decision, DeadLetter):
-            m.dead_lettered.labels(decision.reason).inc()
-            m.attempt_number.observe(task["attempt"])
+        elif isinstance(decision, (DeadLetter, GiveUp)):  # a dead letter was counted when it was written
+            m.attempt_number.observe(task.attempt)
         elif isinstance(decision, Disable):
             m.webhooks_disabled.labels(decision.reason).inc()
-        elif isinstance(decision, GiveUp):
-            m.attempt_number.observe(task["attempt"])
         log.info(
             "attempt message=%s webhook=%s attempt=%d outcome=%s status=%s error=%s latency=%.3fs%s",
-            task["messageId"], task["webhookId"], task["attempt"], outcome, exchange.status or "-",
+            task.message_id, task.webhook_id, task.attempt, outcome, exchange.status or "-",
             exchange.error_class or "-", exchange.latency,
             f" next_in={decision.delay:.2f}s" if isinstance(decision, Retry) else "",
         )
 
-    async def _move_on(self, task: Mapping[str, Any], wait: float) -> None:
+    async def _move_on(self, task: DeliveryTask, wait: float) -> None:
         """Pass a task that is not due yet to the tier that fits the rest of its wait."""
         tier = tier_for(wait, self._tiers)
-        key = task["webhookId"].encode()
-        await self._sink.send(self._topics.retry[tier], key, encode("DeliveryTask", task))
-        log.debug("moved message=%s on to the %gs tier (%.1fs to wait)", task["messageId"], tier, wait)
+        await self._sink.send(self._topics.retry[tier], task.key, task.encode())
+        log.debug("moved message=%s on to the %gs tier (%.1fs to wait)", task.message_id, tier, wait)
 
     def _should_defer(self, webhook_id: str) -> bool:
         """True when the webhook holds its whole backlog, or its queue would take longer to drain
@@ -407,59 +398,43 @@ class TaskHandler:
             return True
         return self._limits.expected_wait(webhook_id) > max(self._tiers[0], DEFER_AFTER)
 
-    async def _defer(self, task: Mapping[str, Any]) -> None:
+    async def _defer(self, task: DeliveryTask) -> None:
         """Put ``task`` back, unattempted, into the first retry tier."""
         tier = self._tiers[0]
-        later = dict(task)
-        later["dueAt"] = int(self._clock() * 1000) + int(tier * 1000)
-        key = task["webhookId"].encode()
-        await self._sink.send(self._topics.retry[tier], key, encode("DeliveryTask", later))
+        later = task.later(int(self._clock() * 1000) + int(tier * 1000))
+        await self._sink.send(self._topics.retry[tier], task.key, later.encode())
         self._metrics.deferred.inc()
-        log.debug("deferred message=%s webhook=%s: backlog full", task["messageId"], task["webhookId"])
+        log.debug("deferred message=%s webhook=%s: backlog full", task.message_id, task.webhook_id)
 
-    async def _skip(self, task: Mapping[str, Any], webhook: Webhook | None, reason: str) -> None:
+    async def _skip(self, task: DeliveryTask, webhook: Webhook | None, reason: str) -> None:
         url = webhook.url if webhook is not None else ""
         now_ms = int(self._clock() * 1000)
         shown = public_url(url) if url else ""
-        result = skipped_result(task, attempt_id=new_attempt_id(), now_ms=now_ms, url=shown, reason=reason)
-        key = task["webhookId"].encode()
-        await self._sink.send(self._topics.results, key, encode("DeliveryResult", result))
+        result = DeliveryResult.skipped(
+            task, attempt_id=new_attempt_id(), now_ms=now_ms, url=shown, reason=reason
+        )
+        await self._sink.send(self._topics.results, task.key, result.encode())
         self._metrics.deliveries.labels("skipped", "none", "none").inc()
         log.info(
             "attempt message=%s webhook=%s attempt=%d outcome=skipped reason=%r",
-            task["messageId"], task["webhookId"], task["attempt"], reason,
+            task.message_id, task.webhook_id, task.attempt, reason,
         )
 
     async def _dead_letter_input(self, rec: Record, reason: str, detail: str) -> None:
-        now_ms = int(self._clock() * 1000)
-        dlq = dead_letter_record(
-            reason=reason, detail=detail, topic=rec.topic, partition=rec.partition, offset=rec.offset,
-            key=rec.key, value=rec.value, now_ms=now_ms,
-        )
-        await self._sink.send(self._topics.dlq, rec.key, encode("DeadLetter", dlq))
-        self._metrics.dead_lettered.labels(reason).inc()
-        log.warning(
-            "dead-lettered an unreadable task at %s/%d:%d: %s (%s)",
-            rec.topic, rec.partition, rec.offset, reason, detail[:200],
-        )
+        await self._sink.send(*self._dead_letters.letter(rec.source, reason, detail))
 
     async def _secret_unavailable(
-        self, rec: Record, task: dict[str, Any], webhook: Webhook, exc: Exception
+        self, rec: Record, task: DeliveryTask, webhook: Webhook, exc: Exception
     ) -> None:
         now_ms = int(self._clock() * 1000)
         message = f"the webhook's secret cannot be used: {type(exc).__name__}"
         exchange = Exchange(new_attempt_id(), now_ms, public_url(webhook.url), {}, 0.0, error_class="secret",
                             error_message=message)
-        result = result_record(task, exchange, outcome="dead_lettered", final=True)
-        dlq = dead_letter_record(
-            reason="secret_unavailable", detail=str(exc), topic=rec.topic, partition=rec.partition,
-            offset=rec.offset, key=rec.key, value=rec.value, now_ms=now_ms,
-        )
-        key = task["webhookId"].encode()
+        result = DeliveryResult.of(task, exchange, outcome="dead_lettered", final=True)
+        dead = self._dead_letters.letter(rec.source, "secret_unavailable", str(exc), level=logging.ERROR)
         await asyncio.gather(
-            self._sink.send(self._topics.dlq, rec.key, encode("DeadLetter", dlq)),
-            self._sink.send(self._topics.results, key, encode("DeliveryResult", result)),
+            self._sink.send(*dead),
+            self._sink.send(self._topics.results, task.key, result.encode()),
         )
-        self._metrics.dead_lettered.labels("secret_unavailable").inc()
         self._metrics.deliveries.labels("dead_lettered", "none", "secret").inc()
-        log.error("webhook %s: %s (task %s dead-lettered)", webhook.id, message, task["messageId"])
+        log.error("webhook %s: %s (task %s dead-lettered)", webhook.id, message, task.message_id)

@@ -6,7 +6,7 @@
 - A total deadline covers everything (lookup, connect, request, response, body); connecting has
   its own, shorter one. Redirects are never followed; cookies are never kept; no proxy from the
   environment is used.
-- At most :data:`~processors.deliver.exchange.EXCERPT_BYTES` of the body are read; past that the
+- At most :data:`~hookline.records.EXCERPT_BYTES` of the body are read; past that the
   connection is closed, so a huge response is never buffered.
 
 httpx is the client API; the transport is aiohttp's (``httpx-aiohttp``) over one shared
@@ -31,8 +31,9 @@ from httpx_aiohttp import AiohttpTransport
 
 from hookline.addresses import AddressPolicy, BlockedAddress, DnsError, IPAddress, resolve
 from hookline.logs import redact
+from hookline.records import EXCERPT_BYTES, Exchange
 from hookline.signing import redact_headers
-from processors.deliver.exchange import EXCERPT_BYTES, Exchange, bounded_headers, public_url
+from processors.deliver.exchange import bounded_headers, public_url
 
 __all__ = ["HttpSender", "Sender", "classify_error"]
 

@@ -44,6 +44,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from hookline.clients import consumer_marks, records_behind
 from hookline.metrics import DeliveryMetrics
 from processors.deliver.handler import Abandoned, Record
 from processors.deliver.offsets import PartitionOffsets
@@ -188,7 +189,7 @@ class Worker:
         part.next_seen = offset + 1
         kind, stamp = msg.timestamp()
         written = stamp if kind != TIMESTAMP_NOT_AVAILABLE else now_ms
-        rec = Record(topic, partition, offset, msg.key(), msg.value(), time.monotonic(), written)
+        rec = Record(topic, partition, offset, msg.key(), msg.value(), now_ms, written)
         if part.held or self._buffered >= self._max_buffered or self._port.hold_until(rec) > now_ms:
             part.held.append(rec)  # keeps partition order: nothing passes a waiting head
             return
@@ -264,15 +265,16 @@ class Worker:
 
     def _report_lag(self, marks: dict[_Key, tuple[int, int]]) -> None:
         assert self._metrics is not None
-        lag = 0
-        for key, (high, position) in marks.items():
+
+        def base(key: _Key, high: int, position: int) -> int:
+            # Records read but unfinished (held or in flight) still count: from the committable offset.
             part = self._parts.get(key)
-            if high < 0:
-                continue
-            base = part.offsets.committable if part is not None else None
-            if base is None:
-                base = position if position >= 0 else high
-            lag += max(0, high - base)
+            committable = part.offsets.committable if part is not None else None
+            if committable is not None:
+                return committable
+            return position if position >= 0 else high
+
+        lag = records_behind((high, base(key, high, pos)) for key, (high, pos) in marks.items())
         self._metrics.consumer_lag.labels("deliver").set(lag)
 
     # -- consumer thread ------------------------------------------------------------------------
@@ -304,18 +306,7 @@ class Worker:
         msgs = c.consume(1, timeout)
         if msgs and room > 1:
             msgs += c.consume(room - 1, 0)
-        marks = None
-        if want_lag:
-            marks = {}
-            assignment = c.assignment()
-            positions = {(tp.topic, tp.partition): tp.offset for tp in c.position(assignment)}
-            for tp in assignment:
-                try:
-                    _low, high = c.get_watermark_offsets(tp, cached=True)
-                except KafkaException:
-                    continue
-                marks[(tp.topic, tp.partition)] = (high, positions.get((tp.topic, tp.partition), -1))
-        return msgs, marks
+        return msgs, consumer_marks(c) if want_lag else None
 
     def _sync(self, fn: Callable[[list[_Key]], T], keys: list[_Key]) -> T:
         """Run ``fn(keys)`` on the loop and wait for it (called from rebalance callbacks)."""

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -30,12 +29,13 @@ from confluent_kafka import (
 )
 from prometheus_client import CollectorRegistry
 
-from hookline.clients import new_consumer, new_producer
+from hookline.clients import consumer_marks, new_consumer, new_producer, records_behind
 from hookline.logstore import LogStore, RecordRejected, describe_url, open_store
 from hookline.metrics import LogSinkMetrics
+from hookline.records import DeadLetters, DeliveryResult, Source
 from hookline.settings import Settings
 from hookline.topics import DLQ, RESULTS
-from schemas.codec import CodecError, decode, encode
+from schemas.codec import CodecError
 
 __all__ = ["GROUP", "LogSink"]
 
@@ -72,7 +72,9 @@ class LogSink:
         self.store = store
         self._own_store = store is None
         self.topic = settings.topic(RESULTS)
-        self.dlq_topic = settings.topic(DLQ)
+        self.dead_letters = DeadLetters(
+            "logsink", settings.topic(DLQ), self.metrics.dead_lettered, log, clock=clock
+        )
         self.from_beginning = from_beginning
         self.purge_interval = purge_interval
         self.batch_size = batch_size
@@ -165,7 +167,7 @@ class LogSink:
         """Decode, write and acknowledge one batch; False (nothing acknowledged) when it must be retried."""
         first: dict[tuple[str, int], int] = {}
         after: dict[tuple[str, int], int] = {}
-        decoded: list[tuple[Message, dict[str, Any]]] = []
+        decoded: list[tuple[Message, DeliveryResult]] = []
         # Dead letters are produced only once the batch is written: a batch that is read again
         # after a failed write must not dead-letter its poison records twice.
         dead: list[_DeadLetter] = []
@@ -186,7 +188,7 @@ class LogSink:
                 dead.append((msg, "tombstone", "the results topic carries no tombstones"))
                 continue
             try:
-                decoded.append((msg, decode(value, "DeliveryResult")))
+                decoded.append((msg, DeliveryResult.decode(value)))
             except CodecError as exc:
                 dead.append((msg, exc.reason, str(exc)))
         if decoded and not self._write(store, decoded, dead):
@@ -209,7 +211,7 @@ class LogSink:
         return True
 
     def _write(
-        self, store: LogStore, decoded: list[tuple[Message, dict[str, Any]]], dead: list[_DeadLetter]
+        self, store: LogStore, decoded: list[tuple[Message, DeliveryResult]], dead: list[_DeadLetter]
     ) -> bool:
         started = time.perf_counter()
         try:
@@ -245,24 +247,16 @@ class LogSink:
                 log.info("log sink: cannot seek %s[%d] back to %d: %s", topic, partition, offset, exc)
 
     def _dead_letter(self, producer: Producer, msg: Message, reason: str, detail: str) -> None:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        log.warning(
-            "log sink: dead-lettering record at %s[%s]@%s: %s (%s)", topic, partition, offset, reason, detail
+        partition, offset = msg.partition(), msg.offset()
+        source = Source(
+            msg.topic() or "",
+            partition if partition is not None else -1,
+            offset if offset is not None else -1,
+            msg.key(),
+            msg.value(),
         )
-        self.metrics.dead_lettered.labels(reason).inc()
-        record = {
-            "stage": "logsink",
-            "reason": reason,
-            "detail": detail[:1000],
-            "sourceTopic": topic or "",
-            "sourcePartition": partition if partition is not None else -1,
-            "sourceOffset": offset if offset is not None else -1,
-            "key": msg.key(),
-            "value": msg.value(),
-            "failedAt": int(self.clock() * 1000),
-        }
-        producer.produce(self.dlq_topic, key=msg.key(), value=encode("DeadLetter", record),
-                         on_delivery=self._dlq_delivered)
+        topic, key, value = self.dead_letters.letter(source, reason, detail)
+        producer.produce(topic, key=key, value=value, on_delivery=self._dlq_delivered)
         producer.poll(0)
 
     def _dlq_delivered(self, err: KafkaError | None, msg: Message) -> None:
@@ -331,27 +325,17 @@ class LogSink:
 
     def _update_lag(self, consumer: Consumer) -> None:
         try:
-            parts = consumer.assignment()
-            if not parts:
-                self.lag.set(0)
-                return
-            positions = consumer.position(parts)
-            committed: dict[int, int] | None = None
-            total = 0
-            for tp in positions:
-                # The high watermark as the last fetch response reported it: asking the broker instead
-                # queues behind the long-polling fetch on the same connection (~0.5 s per partition).
-                part = TopicPartition(tp.topic, tp.partition)
-                _low, high = consumer.get_watermark_offsets(part, cached=True)
-                if high < 0:  # no fetch response yet: unknown, try again on the next round
-                    self._next_lag = 0.0
-                    continue
-                pos = tp.offset
-                if pos < 0:  # nothing consumed since the assignment: count from the committed offset
-                    if committed is None:
-                        committed = {c.partition: c.offset for c in consumer.committed(parts, timeout=2)}
-                    pos = max(0, committed.get(tp.partition, 0))
-                total += max(0, high - pos)
-            self.lag.set(total)
+            marks = consumer_marks(consumer)
+            if any(high < 0 for high, _pos in marks.values()):
+                self._next_lag = 0.0  # no fetch response yet for some partition: try again next round
+            if any(pos < 0 for _high, pos in marks.values()):
+                # Nothing consumed since the assignment: count from the committed offset.
+                parts = [TopicPartition(t, p) for t, p in marks]
+                committed = {(c.topic, c.partition): c.offset for c in consumer.committed(parts, timeout=2)}
+                marks = {
+                    k: (high, pos if pos >= 0 else max(0, committed.get(k, 0)))
+                    for k, (high, pos) in marks.items()
+                }
+            self.lag.set(records_behind(marks.values()))
         except KafkaException as exc:
             log.debug("log sink: lag not measured: %s", exc)

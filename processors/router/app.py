@@ -14,14 +14,16 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from hookline.clients import records_behind
 from hookline.configview import ConfigView
 from hookline.metrics import ConfigViewMetrics, RouterMetrics
+from hookline.records import DeadLetters, Source
 from hookline.settings import Settings
 from hookline.topics import CONTACT_EVENTS, DELIVERIES, DLQ, SALE_EVENTS
 from processors.router.routing import tasks_for
-from schemas.codec import CodecError, decode, encode
+from schemas.codec import CodecError, decode
 
-__all__ = ["Router", "build_router"]
+__all__ = ["Router"]
 
 log = logging.getLogger("hookline.router")
 
@@ -34,6 +36,7 @@ class Router:
         self.registry = registry or CollectorRegistry()
         self.metrics = RouterMetrics(self.registry)
         self.view = ConfigView(settings, metrics=ConfigViewMetrics(self.registry))
+        self.dead_letters = DeadLetters("router", settings.topic(DLQ), self.metrics.dead_lettered, log)
         self.app = self._build_app()
         self.assigned = False
 
@@ -100,13 +103,8 @@ class Router:
         """Set the consumer-lag gauge from the fetcher's high watermarks and our positions."""
         try:
             consumer = self.app.consumer
-            lag = 0
-            for tp in consumer.assignment():
-                high = consumer.highwater(tp)
-                position = await consumer.position(tp)
-                if high is not None and position is not None:
-                    lag += max(0, high - position)
-            self.metrics.consumer_lag.labels("router").set(lag)
+            marks = [(consumer.highwater(tp), await consumer.position(tp)) for tp in consumer.assignment()]
+            self.metrics.consumer_lag.labels("router").set(records_behind(marks))
         except Exception:  # a metric must never take the router down
             log.debug("router: could not compute consumer lag", exc_info=True)
 
@@ -137,7 +135,7 @@ class Router:
                 self.metrics.events_unmatched.labels(event_type).inc()
                 return
             for task in tasks:
-                await self.deliveries.send(key=task["webhookId"].encode(), value=encode("DeliveryTask", task))
+                await self.deliveries.send(key=task.key, value=task.encode())
             self.metrics.tasks_routed.labels(event_type).inc(len(tasks))
         except Exception as exc:  # last line: keep the record, keep the agent
             log.exception("router: failed to route record at %s/%s:%s", msg.topic, msg.partition, msg.offset)
@@ -146,28 +144,6 @@ class Router:
             self.metrics.route_seconds.observe(time.perf_counter() - started)
 
     async def dead_letter(self, msg: Any, reason: str, detail: str) -> None:
-        log.warning(
-            "router: dead-lettering record at %s/%s:%s: %s (%s)",
-            msg.topic,
-            msg.partition,
-            msg.offset,
-            reason,
-            detail,
-        )
-        self.metrics.dead_lettered.labels(reason).inc()
-        record = {
-            "stage": "router",
-            "reason": reason,
-            "detail": detail[:1000],
-            "sourceTopic": msg.topic,
-            "sourcePartition": msg.partition,
-            "sourceOffset": msg.offset,
-            "key": msg.key,
-            "value": msg.value,
-            "failedAt": int(time.time() * 1000),
-        }
-        await self.dlq.send(key=msg.key, value=encode("DeadLetter", record))
-
-
-def build_router(settings: Settings) -> Router:
-    return Router(settings)
+        source = Source(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+        _dlq, key, value = self.dead_letters.letter(source, reason, detail)  # self.dlq is that topic
+        await self.dlq.send(key=key, value=value)

@@ -1,4 +1,4 @@
-"""The join: one decoded event + the account's webhooks -> delivery task records (pure)."""
+"""The join: one decoded event + the account's webhooks -> delivery tasks (pure)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hookline.payloads import build_payload
-from hookline.signing import message_id
+from hookline.records import DeliveryTask
 from hookline.webhooks import Webhook
 
 __all__ = ["tasks_for"]
 
 
-def tasks_for(event: Mapping[str, Any], webhooks: Iterable[Webhook], now_ms: int) -> list[dict[str, Any]]:
-    """A DeliveryTask record for every webhook that is active and subscribed to the event's type.
+def tasks_for(event: Mapping[str, Any], webhooks: Iterable[Webhook], now_ms: int) -> list[DeliveryTask]:
+    """A task for every webhook of the event's account that is active and subscribed to its type.
 
-    The JSON body is built once per event and shared by every task.
+    The JSON body is built once per event and shared by every task; tasks come in webhook id order.
     """
     event_type = event["type"]
     wanted = [w for w in webhooks if w.account_id == event["accountId"] and w.wants(event_type)]
@@ -23,20 +23,13 @@ def tasks_for(event: Mapping[str, Any], webhooks: Iterable[Webhook], now_ms: int
         return []
     body = build_payload(event)
     return [
-        {
-            "messageId": message_id(event["eventId"], w.id),
-            "eventId": event["eventId"],
-            "webhookId": w.id,
-            "accountId": w.account_id,
-            "eventType": event_type,
-            "eventOccurredAt": event["occurredAt"],
-            "routedAt": now_ms,
-            "configVersion": w.version,
-            "payload": body,
-            "attempt": 1,
-            "dueAt": 0,
-            "trigger": "automatic",
-            "firstAttemptAt": None,
-        }
+        DeliveryTask.for_webhook(
+            w,
+            event_id=event["eventId"],
+            event_type=event_type,
+            occurred_at=event["occurredAt"],
+            payload=body,
+            now_ms=now_ms,
+        )
         for w in sorted(wanted, key=lambda w: w.id)
     ]

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 
 import pytest
 
 from api.errors import Unavailable
 from api.tasks import TaskWriter
 from api.writer import ConfigWriter, Written
+from hookline.records import DeliveryTask
 from hookline.settings import load_settings
 from hookline.topics import CONFIG
 from tests.hookline.test_producer import REFUSED, FakeProducer
+from tests.logrecords import delivery_task
 
 
-def _task() -> dict[str, Any]:
-    return {
-        "messageId": "msg_1", "eventId": "e1", "webhookId": "wh", "accountId": "a", "eventType": "SALE_NEW",
-        "eventOccurredAt": 1, "routedAt": 1, "configVersion": 1, "payload": b"{}", "attempt": 1,
-        "dueAt": 0, "trigger": "test", "firstAttemptAt": None,
-    }  # fmt: skip
+def _task() -> DeliveryTask:
+    return delivery_task(trigger="test")
 
 
 def _threads(name: str) -> list[threading.Thread]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,8 +23,8 @@ from hookline.logstore import (
 from hookline.logstore.base import from_ms, to_ms
 from hookline.logstore.postgres import PostgresStore
 from hookline.logstore.sqlite import SqliteStore
+from hookline.records import DeliveryResult
 from hookline.settings import Secret, SettingsError, load_settings
-from schemas.codec import decode, encode
 from tests.logrecords import delivery_result, now_ms
 from tests.support import free_port
 
@@ -94,7 +95,7 @@ def test_a_message_summarises_its_attempts_and_keeps_every_detail(store: LogStor
                              nextRetryAt=t0 + 305_000)
     third = delivery_result(acct, wh, "m1", 3, attempted_at=t0 + 305_000, outcome="delivered")
     for r in (first, second, third):
-        assert decode(encode("DeliveryResult", r), "DeliveryResult") == r  # the records are real ones
+        assert DeliveryResult.decode(r.encode()) == r  # the records are real ones
     assert store.insert_attempts([first, second, third]) == 3
 
     page = store.list_messages(acct, wh)
@@ -112,7 +113,7 @@ def test_a_message_summarises_its_attempts_and_keeps_every_detail(store: LogStor
     assert [a.attempt for a in detail.attempts] == [1, 2, 3]
     a1 = detail.attempts[0]
     assert a1.attempt_id == "m1.1" and a1.attempted_at == from_ms(t0)
-    assert a1.request_headers == first["requestHeaders"] and a1.request_body == first["requestBody"]
+    assert a1.request_headers == first.request_headers and a1.request_body == first.request_body
     assert a1.response_status == 503 and a1.response_headers == {"Retry-After": "5"}
     assert a1.response_excerpt == b"busy\x00\xff" and a1.response_truncated is True
     assert a1.latency_seconds == pytest.approx(0.042) and a1.error_class == "http_5xx"
@@ -179,7 +180,7 @@ def test_a_bad_record_rejects_the_whole_batch(store: LogStore) -> None:
     acct, wh = ids()
     good = delivery_result(acct, wh, "good", 1)
     bad = delivery_result(acct, wh, "bad", 1)
-    del bad["attemptedAt"]
+    bad = dataclasses.replace(bad, attempted_at=None)  # type: ignore[arg-type]
     with pytest.raises(RecordRejected):
         store.insert_attempts([good, bad])
     huge = delivery_result(acct, wh, "huge", 2**70)

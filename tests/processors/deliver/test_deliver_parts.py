@@ -4,6 +4,7 @@ with fakes, and the HTTP sender against real local servers (plain and TLS)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import ipaddress
 import random
@@ -24,10 +25,11 @@ from prometheus_client import CollectorRegistry
 
 from hookline.addresses import AddressPolicy, BlockedAddress, DnsError
 from hookline.metrics import DeliveryMetrics
+from hookline.records import EXCERPT_BYTES, Exchange
 from hookline.sealing import Sealer, generate_key
 from hookline.settings import Secret
 from hookline.webhooks import Subscription, Webhook
-from processors.deliver.exchange import EXCERPT_BYTES, Exchange, bounded_headers, public_url
+from processors.deliver.exchange import bounded_headers, public_url
 from processors.deliver.handler import (
     DeliveryTopics,
     Record,
@@ -39,7 +41,8 @@ from processors.deliver.handler import (
 from processors.deliver.limits import ConcurrencyLimits
 from processors.deliver.offsets import PartitionOffsets
 from processors.deliver.sender import HttpSender, classify_error
-from schemas.codec import decode, encode
+from schemas.codec import decode
+from tests.logrecords import delivery_task
 from tests.processors.deliver.receivers import Hang, Receiver, Reply
 
 # --- offsets ----------------------------------------------------------------------------------------
@@ -157,7 +160,7 @@ def _hook(**kw: Any) -> Webhook:
 
 
 def test_skip_rules() -> None:
-    task = {"trigger": "automatic", "eventType": "SALE_NEW"}
+    task = _task()
     assert skip_reason(None, task) == "webhook deleted"
     assert skip_reason(_hook(), task) is None
     assert skip_reason(_hook(active=False, disabled_reason="410 Gone"), task) == "webhook inactive (410 Gone)"
@@ -169,8 +172,8 @@ def test_skip_rules() -> None:
     )
     # Test and manual sends are the owner's explicit requests: only a deleted webhook stops them.
     for trigger in ("test", "manual"):
-        assert skip_reason(_hook(active=False), {**task, "trigger": trigger}) is None
-        assert skip_reason(None, {**task, "trigger": trigger}) == "webhook deleted"
+        assert skip_reason(_hook(active=False), dataclasses.replace(task, trigger=trigger)) is None
+        assert skip_reason(None, dataclasses.replace(task, trigger=trigger)) == "webhook deleted"
 
 
 def test_status_class() -> None:
@@ -388,16 +391,14 @@ class _Sender:
 class _Configs:
     def __init__(self, hook: Webhook | None) -> None:
         self.hook = hook
+        self.calls = 0  # catch-ups asked for
 
     def get(self, webhook_id: str) -> Webhook | None:
         return self.hook
 
-
-class _Barrier:
-    calls = 0
-
-    async def after(self, since: float) -> None:
+    async def catch_up_async(self, written_before_ms: float, timeout: float = 5.0) -> bool:
         self.calls += 1
+        return True
 
 
 TOPICS = DeliveryTopics(
@@ -406,33 +407,26 @@ TOPICS = DeliveryTopics(
 
 
 def _handler(
-    sink: _Sink, sender: _Sender, barrier: _Barrier, hook: Webhook | None, sealer: Sealer
+    sink: _Sink, sender: _Sender, configs: _Configs, sealer: Sealer
 ) -> TaskHandler:
     return TaskHandler(
-        configs=_Configs(hook), barrier=barrier, signers=SignerCache(sealer), sender=sender, sink=sink,
+        configs=configs, signers=SignerCache(sealer), sender=sender, sink=sink,
         limits=ConcurrencyLimits(4, 2), metrics=DeliveryMetrics(CollectorRegistry()), topics=TOPICS,
         schedule=(0.5, 1.0, 1.5), jitter=0.2, rng=random.Random(1), backlog=8,
     )
 
 
-def _task(**kw: Any) -> dict[str, Any]:
-    task = {
-        "messageId": "msg_1", "eventId": "e1", "webhookId": "wh", "accountId": "a", "eventType": "SALE_NEW",
-        "eventOccurredAt": 1, "routedAt": 1, "configVersion": 1, "payload": b"{}", "attempt": 1,
-        "dueAt": 0, "trigger": "automatic", "firstAttemptAt": None,
-    }
-    task.update(kw)
-    return task
+_task = delivery_task
 
 
 def test_a_tier_holds_a_record_for_its_delay_from_when_it_was_written() -> None:
     sealer = Sealer.from_secret(Secret(generate_key()))
     sink, sender = _Sink(), _Sender(200)
-    handler = _handler(sink, sender, _Barrier(), _hook(secret=sealer.seal("wh", "s")), sealer)
+    handler = _handler(sink, sender, _Configs(_hook(secret=sealer.seal("wh", "s"))), sealer)
     now = int(time.time() * 1000)
 
     def rec(topic: str, due: int, written: int) -> Record:
-        return Record(topic, 0, 1, b"wh", encode("DeliveryTask", _task(dueAt=due)), 0.0, written)
+        return Record(topic, 0, 1, b"wh", _task(due_at=due).encode(), written, written)
 
     assert handler.hold_until(rec("r1", now + 800, now)) == now + 800  # due within the tier's delay
     assert handler.hold_until(rec("r1", now + 60_000, now)) == now + 1000  # then it moves on
@@ -446,23 +440,15 @@ def test_a_tier_holds_a_record_for_its_delay_from_when_it_was_written() -> None:
 
 def _handle(status: int | None, *, attempt: int = 1, trigger: str = "automatic", error: str | None = None,
             headers: dict[str, str] | None = None, hook: Webhook | None = None,
-            version: int = 1) -> tuple[_Sink, _Sender, _Barrier]:
+            version: int = 1) -> tuple[_Sink, _Sender, _Configs]:
     sealer = Sealer.from_secret(Secret(generate_key()))
     hook = hook or _hook(secret=sealer.seal("wh", "s3cret"))
-    sink, sender, barrier = _Sink(), _Sender(status, headers, error), _Barrier()
-    handler = TaskHandler(
-        configs=_Configs(hook), barrier=barrier, signers=SignerCache(sealer), sender=sender, sink=sink,
-        limits=ConcurrencyLimits(4, 2), metrics=DeliveryMetrics(CollectorRegistry()), topics=TOPICS,
-        schedule=(0.5, 1.0, 1.5), jitter=0.2, rng=random.Random(1), backlog=8,
-    )
-    task = {
-        "messageId": "msg_1", "eventId": "e1", "webhookId": "wh", "accountId": "a", "eventType": "SALE_NEW",
-        "eventOccurredAt": 1, "routedAt": 1, "configVersion": version, "payload": b"{}", "attempt": attempt,
-        "dueAt": 0, "trigger": trigger, "firstAttemptAt": None,
-    }
-    rec = Record("tasks", 0, 7, b"wh", encode("DeliveryTask", task), time.monotonic())
+    sink, sender, configs = _Sink(), _Sender(status, headers, error), _Configs(hook)
+    handler = _handler(sink, sender, configs, sealer)
+    task = _task(config_version=version, attempt=attempt, trigger=trigger)
+    rec = Record("tasks", 0, 7, b"wh", task.encode(), int(time.time() * 1000))
     asyncio.run(handler.process(rec))
-    return sink, sender, barrier
+    return sink, sender, configs
 
 
 def test_handler_schedules_a_retry_in_the_right_tier() -> None:
@@ -496,10 +482,10 @@ def test_handler_disables_on_410_and_a_test_send_is_not_retried() -> None:
 
 
 def test_handler_waits_for_the_view_when_the_task_is_newer() -> None:
-    _sink, sender, barrier = _handle(200, version=2)
-    assert barrier.calls == 1 and len(sender.sent) == 1
-    _sink, sender, barrier = _handle(200, version=1)
-    assert barrier.calls == 0
+    _sink, sender, configs = _handle(200, version=2)
+    assert configs.calls == 1 and len(sender.sent) == 1
+    _sink, sender, configs = _handle(200, version=1)
+    assert configs.calls == 0
 
 
 def test_handler_dead_letters_a_secret_it_cannot_open() -> None:

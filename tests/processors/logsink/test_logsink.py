@@ -21,7 +21,7 @@ from hookline.logstore.postgres import PostgresStore
 from hookline.logstore.sqlite import SqliteStore
 from hookline.settings import Settings
 from processors.logsink.app import LogSink
-from schemas.codec import decode, encode
+from schemas.codec import decode
 from tests.logrecords import delivery_result, now_ms
 from tests.support import Role, TopicReader, free_port, role_env, wait_until
 
@@ -75,7 +75,7 @@ class Results:
 
     def put(self, *records: dict[str, Any]) -> None:
         for r in records:
-            self.producer.produce(self.topic, key=r["webhookId"].encode(), value=encode("DeliveryResult", r))
+            self.producer.produce(self.topic, key=r.key, value=r.encode())
         self.flush()
 
     def raw(self, key: bytes, value: bytes | None) -> None:
@@ -122,7 +122,7 @@ def traffic(accounts: int, webhooks: int, messages: int) -> list[dict[str, Any]]
 
 
 def all_delivered(store: LogStore, records: list[dict[str, Any]]) -> bool:
-    by_message = {(r["accountId"], r["webhookId"], r["messageId"]) for r in records}
+    by_message = {(r.account_id, r.webhook_id, r.message_id) for r in records}
     for acct, wh, msg in by_message:
         detail = store.get_message(acct, wh, msg)
         if detail is None or len(detail.attempts) < 3:
@@ -133,7 +133,7 @@ def all_delivered(store: LogStore, records: list[dict[str, Any]]) -> bool:
 
 
 def count_attempts(store: LogStore, records: list[dict[str, Any]]) -> int:
-    keys = {(r["accountId"], r["webhookId"], r["messageId"]) for r in records}
+    keys = {(r.account_id, r.webhook_id, r.message_id) for r in records}
     total = 0
     for key in keys:
         detail = store.get_message(*key)
@@ -333,7 +333,7 @@ class FlakyStore:
         if self.down:
             self.failed_writes += 1
             raise StoreUnavailable("database is down (test)")
-        if any(r["messageId"] in self.refuse for r in results):
+        if any(r.message_id in self.refuse for r in results):
             raise RecordRejected("value out of range (test)")
         return self.inner.insert_attempts(results)
 
@@ -387,7 +387,7 @@ def test_an_unavailable_store_holds_the_batch_until_it_is_back(
         records = traffic(accounts=1, webhooks=3, messages=40)
         results = Results(settings)
         results.put(*records[:60])
-        results.raw(records[0]["webhookId"].encode(), b"junk in a batch that fails")
+        results.raw(records[0].key, b"junk in a batch that fails")
         results.put(*records[60:])
         wait_until(lambda: flaky.failed_writes >= 3, 20, "writes retried while the store is down")
         assert not sink.ready() and sink.healthy()
@@ -410,20 +410,20 @@ def test_a_record_the_store_refuses_goes_to_the_dlq_and_the_rest_is_stored(
 ) -> None:
     flaky = FlakyStore(store)
     records = traffic(accounts=1, webhooks=1, messages=10)
-    refused = records[4]["messageId"]
+    refused = records[4].message_id
     flaky.refuse.add(refused)
     Results(settings).put(*records)
     sink = LogSink(settings, store=cast(LogStore, flaky))
     dlq = TopicReader(settings, "webhook-dlq")
     try:
         with in_process(sink):
-            others = [r for r in records if r["messageId"] != refused]
+            others = [r for r in records if r.message_id != refused]
             wait_until(lambda: all_delivered(store, others), 20, "the other results stored")
             dlq.wait_for(3, 10)  # the refused message's three attempts
             letters = dlq.decoded("DeadLetter")
             assert {d["reason"] for d in letters} == {"store_rejected"}
             assert sorted(decode(d["value"], "DeliveryResult")["attempt"] for d in letters) == [1, 2, 3]
             assert sample(sink, "hookline_logsink_dead_lettered_total", reason="store_rejected") == 3
-            assert store.get_message("acct0", records[4]["webhookId"], refused) is None
+            assert store.get_message("acct0", records[4].webhook_id, refused) is None
     finally:
         dlq.close()
