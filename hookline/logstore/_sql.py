@@ -32,7 +32,7 @@ from hookline.logstore.base import (
     MessagePage,
     MessageSummary,
     Purged,
-    RecordRejected,
+    StoreRejected,
     UnknownCursor,
     from_ms,
     message_status,
@@ -374,7 +374,7 @@ class SqlStore:
             try:
                 rows.append(_attempt_row(r, now))
             except (KeyError, TypeError, ValueError) as exc:
-                raise RecordRejected(f"result {i}: {type(exc).__name__}: {exc}") from exc
+                raise StoreRejected(f"result {i}: {type(exc).__name__}: {exc}") from exc
         if not rows:
             return 0
         with self._write() as cur:

@@ -38,7 +38,7 @@ __all__ = [
     "MessagePage",
     "MessageSummary",
     "Purged",
-    "RecordRejected",
+    "StoreRejected",
     "StoreUnavailable",
     "UnknownCursor",
     "from_ms",
@@ -57,7 +57,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Exceptions:
 #   LogStoreError
 #   ├── StoreUnavailable   the database cannot be reached or is busy; retry later
-#   ├── RecordRejected     the database refused a record's data; retrying will not help
+#   ├── StoreRejected      the database refused a record's data; retrying will not help
 #   └── UnknownCursor      ``starting_after`` names no message of this webhook (also a LookupError)
 
 
@@ -69,7 +69,7 @@ class StoreUnavailable(LogStoreError):
     """The database cannot be reached (or stays locked); the operation may succeed later."""
 
 
-class RecordRejected(LogStoreError):
+class StoreRejected(LogStoreError):
     """The database refused the data of a record; the same input will fail again."""
 
 
@@ -191,7 +191,7 @@ class LogStore(Protocol):
         """Store attempts' results in one transaction.
 
         Idempotent on (message id, attempt id): a record stored before is ignored. Return how many
-        attempts were new. Raise StoreUnavailable or RecordRejected; nothing is stored then.
+        attempts were new. Raise StoreUnavailable or StoreRejected; nothing is stored then.
         """
         ...
 

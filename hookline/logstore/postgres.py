@@ -16,7 +16,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from hookline.logstore._sql import Cursor, Dialect, SqlStore
-from hookline.logstore.base import LogStoreError, RecordRejected, StoreUnavailable
+from hookline.logstore.base import LogStoreError, StoreRejected, StoreUnavailable
 
 __all__ = ["PostgresStore"]
 
@@ -34,7 +34,7 @@ _MIGRATION_LOCK = 0x686F6F6B6C696E65
 
 def _translate(exc: Exception) -> LogStoreError:
     if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
-        return RecordRejected(f"postgresql refused the data: {exc}")
+        return StoreRejected(f"postgresql refused the data: {exc}")
     return StoreUnavailable(f"postgresql: {type(exc).__name__}: {exc}")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from hookline.logstore._sql import Cursor, Dialect, SqlStore
-from hookline.logstore.base import LogStoreError, RecordRejected, StoreUnavailable
+from hookline.logstore.base import LogStoreError, StoreRejected, StoreUnavailable
 
 __all__ = ["SqliteStore"]
 
@@ -33,7 +33,7 @@ _IDLE_READERS = 8
 
 def _translate(exc: Exception) -> LogStoreError:
     if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | OverflowError):
-        return RecordRejected(f"sqlite refused the data: {exc}")
+        return StoreRejected(f"sqlite refused the data: {exc}")
     return StoreUnavailable(f"sqlite: {type(exc).__name__}: {exc}")
 
 

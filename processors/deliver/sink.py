@@ -3,7 +3,8 @@
 :meth:`KafkaSink.send` returns only once the record is acknowledged (:mod:`hookline.producer`),
 retrying a record the producer gave up on (a broker outage), so a caller that stores an offset
 afterwards never stores past a record that was lost. A record the broker refuses for good raises
-:class:`RecordRejected`; a send while the sink closes raises :class:`SinkClosed`.
+:class:`~hookline.producer.RecordRejected`; a send while the sink closes raises
+:class:`~hookline.producer.ProducerClosed`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import asyncio
 import logging
 from typing import Protocol
 
-from hookline.producer import AsyncProducer, ProducerPort, RecordRejected
-from hookline.producer import ProducerClosed as SinkClosed
+from hookline.producer import AsyncProducer, ProducerPort
 
-__all__ = ["KafkaSink", "RecordRejected", "RecordSink", "SinkClosed"]
+__all__ = ["KafkaSink", "RecordSink"]
 
 log = logging.getLogger("hookline.deliver")
 

@@ -46,9 +46,9 @@ from confluent_kafka import (
 
 from hookline.clients import consumer_marks, records_behind
 from hookline.metrics import DeliveryMetrics
+from hookline.producer import ProducerClosed
 from processors.deliver.handler import Abandoned, Record
 from processors.deliver.offsets import PartitionOffsets
-from processors.deliver.sink import SinkClosed
 
 __all__ = ["TaskPort", "Worker"]
 
@@ -234,7 +234,7 @@ class Worker:
         if exc is None:
             if not part.offsets.revoked and part.offsets.finish(rec.offset):
                 self._dirty.add(part)
-        elif isinstance(exc, (Abandoned, SinkClosed)):
+        elif isinstance(exc, (Abandoned, ProducerClosed)):
             pass  # stopping: the next owner processes it again
         elif isinstance(exc, Exception):  # a bug: stop rather than store past an unprocessed task
             log.error(

@@ -30,7 +30,7 @@ from confluent_kafka import (
 from prometheus_client import CollectorRegistry
 
 from hookline.clients import consumer_marks, new_consumer, new_producer, records_behind
-from hookline.logstore import LogStore, RecordRejected, describe_url, open_store
+from hookline.logstore import LogStore, StoreRejected, describe_url, open_store
 from hookline.metrics import LogSinkMetrics
 from hookline.records import DeadLetters, DeliveryResult, Source
 from hookline.settings import Settings
@@ -217,14 +217,14 @@ class LogSink:
         try:
             try:
                 new = store.insert_attempts([r for _, r in decoded])
-            except RecordRejected:
+            except StoreRejected:
                 # Find the records the database refuses; store the rest one by one.
                 new = 0
                 refused: list[_DeadLetter] = []
                 for msg, record in decoded:
                     try:
                         new += store.insert_attempts([record])
-                    except RecordRejected as exc:
+                    except StoreRejected as exc:
                         refused.append((msg, "store_rejected", str(exc)))
                 dead.extend(refused)
         except Exception as exc:  # StoreUnavailable, or anything else the driver raises: retry later

@@ -14,7 +14,7 @@ import pytest
 
 from hookline.logstore import (
     LogStore,
-    RecordRejected,
+    StoreRejected,
     StoreUnavailable,
     UnknownCursor,
     describe_url,
@@ -181,10 +181,10 @@ def test_a_bad_record_rejects_the_whole_batch(store: LogStore) -> None:
     good = delivery_result(acct, wh, "good", 1)
     bad = delivery_result(acct, wh, "bad", 1)
     bad = dataclasses.replace(bad, attempted_at=None)  # type: ignore[arg-type]
-    with pytest.raises(RecordRejected):
+    with pytest.raises(StoreRejected):
         store.insert_attempts([good, bad])
     huge = delivery_result(acct, wh, "huge", 2**70)
-    with pytest.raises(RecordRejected):
+    with pytest.raises(StoreRejected):
         store.insert_attempts([good, huge])
     assert store.list_messages(acct, wh).items == []
     assert store.insert_attempts([good]) == 1

@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Producer
 
 from hookline.clients import producer_config
-from hookline.logstore import LogStore, RecordRejected, StoreUnavailable
+from hookline.logstore import LogStore, StoreRejected, StoreUnavailable
 from hookline.logstore.postgres import PostgresStore
 from hookline.logstore.sqlite import SqliteStore
 from hookline.settings import Settings
@@ -334,7 +334,7 @@ class FlakyStore:
             self.failed_writes += 1
             raise StoreUnavailable("database is down (test)")
         if any(r.message_id in self.refuse for r in results):
-            raise RecordRejected("value out of range (test)")
+            raise StoreRejected("value out of range (test)")
         return self.inner.insert_attempts(results)
 
     def ping(self) -> bool:
