@@ -12,7 +12,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -29,9 +28,6 @@ __all__ = ["ConfigView"]
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[str, Webhook | None], None]
-
-
 class ConfigView:
     """Consume the config topic in a background thread; serve lookups by id and by account."""
 
@@ -46,10 +42,8 @@ class ConfigView:
         self._by_account: dict[str, dict[str, Webhook]] = {}
         self._positions: dict[int, int] = {}  # partition -> next offset to read
         self._targets: dict[int, int] | None = None  # high watermarks at start: "caught up" line
-        self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._listeners: list[Listener] = []
         self._ready = threading.Event()
         self.bad_records = 0
         self.error: BaseException | None = None
@@ -76,10 +70,6 @@ class ConfigView:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(webhook_id, webhook_or_None)`` after every applied change."""
-        self._listeners.append(listener)
-
     # -- waiting --------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
@@ -95,17 +85,6 @@ class ConfigView:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.02)
-        return True
-
-    def wait_applied(self, partition: int, offset: int, timeout: float = 10.0) -> bool:
-        """Block until the record at ``offset`` of ``partition`` has been applied."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._positions.get(partition, 0) <= offset:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
         return True
 
     async def wait_applied_async(self, partition: int, offset: int, timeout: float = 10.0) -> bool:
@@ -268,11 +247,7 @@ class ConfigView:
                 if old is not None and old.account_id != hook.account_id:
                     self._by_account.get(old.account_id, {}).pop(webhook_id, None)
                 self._by_account.setdefault(hook.account_id, {})[webhook_id] = hook
-            for listener in self._listeners:
-                listener(webhook_id, hook)
-        with self._cond:
-            self._positions[partition] = offset + 1
-            self._cond.notify_all()
+        self._positions[partition] = offset + 1
         if self._metrics is not None:
             self._metrics.webhooks.set(len(self._by_id))
 
