@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field
 
 from hookline import timestamps
+from hookline.signing import SECRET_MAX_LENGTH, SECRET_MIN_LENGTH
 from hookline.webhooks import EVENT_TYPES, Webhook
 
 __all__ = [
@@ -67,8 +68,8 @@ class WebhookCreate(_Doc):
     subscriptions: list[EventName] = Field(min_length=1, description="The events that trigger this webhook.")
     secret: str | None = Field(
         default=None,
-        min_length=8,
-        max_length=512,
+        min_length=SECRET_MIN_LENGTH,
+        max_length=SECRET_MAX_LENGTH,
         description="Signing secret; omit it to have one generated (returned once, in this response).",
     )
     active: bool = True
@@ -80,7 +81,12 @@ class WebhookPatch(_Doc):
     name: str | None = Field(default=None, min_length=1, max_length=255)
     url: str | None = Field(default=None, max_length=2048)
     subscriptions: list[EventName] | None = Field(default=None, min_length=1)
-    secret: str | None = Field(default=None, min_length=8, max_length=512, description="Rotates the secret.")
+    secret: str | None = Field(
+        default=None,
+        min_length=SECRET_MIN_LENGTH,
+        max_length=SECRET_MAX_LENGTH,
+        description="Rotates the secret.",
+    )
     active: bool | None = None
 
 

@@ -8,14 +8,15 @@ Two schemes sign the same body bytes with the same key:
 
 A test send (the owner's "send test event") also carries ``X-Webhook-Test: true``.
 
-The key of a ``whsec_<base64>`` secret is its base64-decoded bytes (the Standard Webhooks rule);
-the key of any other secret (systeme.io lets users type their own) is its UTF-8 bytes.
+:func:`hmac_key` holds the one rule for secrets, which the API applies when a secret is saved and
+the worker when it signs: a ``whsec_`` secret is standard base64 with its padding, of 24 to 64
+bytes, which are the key (the Standard Webhooks form); any other secret (systeme.io lets users
+type their own) is keyed by its UTF-8 bytes.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from hookline.timestamps import rfc3339
 
 __all__ = [
+    "SECRET_MAX_LENGTH",
+    "SECRET_MIN_LENGTH",
     "SIGNATURE_HEADERS",
     "TEST_HEADER",
     "SecretError",
@@ -36,6 +39,13 @@ __all__ = [
 ]
 
 _WHSEC = "whsec_"
+
+#: How long any secret may be, in characters.
+SECRET_MIN_LENGTH = 8
+SECRET_MAX_LENGTH = 512
+# How many bytes a whsec_ secret encodes: the Standard Webhooks range.
+_WHSEC_MIN_BYTES = 24
+_WHSEC_MAX_BYTES = 64
 
 #: Headers whose values are signatures, lowercase; :func:`redact_headers` hides them.
 SIGNATURE_HEADERS = frozenset({"x-webhook-signature", "webhook-signature"})
@@ -51,22 +61,30 @@ class SecretError(ValueError):
 
 
 def hmac_key(secret: str) -> bytes:
-    """Return the HMAC key bytes of ``secret``.
+    """Return the HMAC key bytes of ``secret``; raise :class:`SecretError` if it breaks the rule.
 
-    Raise :class:`SecretError` for an empty secret or a ``whsec_`` secret that is not base64,
-    so that the API can refuse it when the webhook is saved rather than at delivery time.
+    Every secret is 8 to 512 printable characters without leading or trailing whitespace. A
+    ``whsec_`` secret continues in standard base64 with its ``=`` padding, and its key is the 24
+    to 64 bytes that decodes to; the key of any other secret is its UTF-8 bytes. The message
+    says which rule is broken and never quotes the secret.
     """
-    if secret.startswith(_WHSEC):
-        encoded = secret[len(_WHSEC) :]
-        try:
-            # Standard alphabet; padding is optional, as in the reference libraries.
-            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-        except binascii.Error as exc:
-            raise SecretError("a whsec_ secret must be base64 after the prefix") from exc
-    else:
-        key = secret.encode("utf-8")
-    if not key:
-        raise SecretError("a webhook secret must not be empty")
+    if not SECRET_MIN_LENGTH <= len(secret) <= SECRET_MAX_LENGTH:
+        raise SecretError(f"secret must be {SECRET_MIN_LENGTH} to {SECRET_MAX_LENGTH} characters long")
+    if not secret.isprintable() or secret != secret.strip():
+        raise SecretError("secret must be printable characters without leading or trailing spaces")
+    if not secret.startswith(_WHSEC):
+        return secret.encode("utf-8")
+    try:
+        # validate=True: the standard alphabet only, and no "=" is added, so the padding must be there
+        # (receivers' libraries differ on unpadded base64). This is the check the API has always made:
+        # no secret it accepted before stops signing.
+        key = base64.b64decode(secret[len(_WHSEC) :], validate=True)
+    except ValueError as exc:  # binascii.Error, or a character outside ASCII
+        raise SecretError(
+            "a secret starting with whsec_ must continue in standard base64, with its = padding"
+        ) from exc
+    if not _WHSEC_MIN_BYTES <= len(key) <= _WHSEC_MAX_BYTES:
+        raise SecretError(f"a whsec_ secret must encode {_WHSEC_MIN_BYTES} to {_WHSEC_MAX_BYTES} bytes")
     return key
 
 

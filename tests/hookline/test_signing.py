@@ -75,6 +75,18 @@ def _whsec(key: bytes) -> str:
     return "whsec_" + base64.b64encode(key).decode()
 
 
+#: A secret for tests about headers rather than keys.
+PLAIN = "s3cret-value"
+
+#: Printable text without leading or trailing whitespace: what a typed secret may be.
+_TYPED = st.text(
+    alphabet=st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"))
+    | st.just(" "),
+    min_size=8,
+    max_size=40,
+).filter(lambda s: s == s.strip())
+
+
 # --- checked-in vectors (computed with openssl, see the file) --------------------------------------
 
 
@@ -118,7 +130,7 @@ def test_vectors_in_headers(case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("case", VECTORS["event_timestamps"], ids=lambda c: str(c["epoch_ms"]))
 def test_event_timestamp_vectors(case: dict[str, Any]) -> None:
     headers = dict(
-        Signer(["s"]).headers(
+        Signer([PLAIN]).headers(
             event_type="SALE_NEW",
             msg_id="msg_x",
             attempt_id="att",
@@ -149,7 +161,7 @@ def test_whsec_secret_verifies_with_standardwebhooks() -> None:
     assert Webhook(secret).verify(BODY, headers) == json.loads(BODY)
 
 
-@pytest.mark.parametrize("secret", ["my-systeme-secret", "pässwörd 🔑", "c2VjcmV0", "x", "whsec"])
+@pytest.mark.parametrize("secret", ["my-systeme-secret", "pässwörd 🔑", "c2VjcmV0", "12345678", "whsec-like"])
 def test_plain_secret_verifies_with_raw_key_bytes(secret: str) -> None:
     headers = dict(_headers([secret]))
     key = secret.encode("utf-8")
@@ -212,9 +224,7 @@ def test_systeme_signature_is_lowercase_hex_hmac(secret: str) -> None:
 
 
 @given(
-    secrets=st.lists(
-        st.text(min_size=1, max_size=40).filter(lambda s: not s.startswith("whsec_")), min_size=1, max_size=3
-    ),
+    secrets=st.lists(_TYPED.filter(lambda s: not s.startswith("whsec_")), min_size=1, max_size=3),
     body=st.binary(max_size=512),
     msg_id=st.from_regex(r"msg_[a-z2-7]{1,32}", fullmatch=True),
     timestamp=st.integers(min_value=0, max_value=2**40),
@@ -236,7 +246,7 @@ def test_signer_matches_plain_hmac(secrets: list[str], body: bytes, msg_id: str,
 
 
 def test_headers_complete_and_in_fixed_order() -> None:
-    secret = "s3cret"
+    secret = PLAIN
     headers = _headers([secret], timestamp=1700000000)
     assert [name for name, _ in headers] == HEADER_NAMES
     values = dict(headers)
@@ -265,11 +275,12 @@ def test_sign_headers_equals_signer_headers() -> None:
         body=b'{"x":1}',
         user_agent="ua/1",
     )
-    assert sign_headers(["a", "b"], **kwargs) == Signer(["a", "b"]).headers(**kwargs)
+    secrets = ["first-secret", "second-secret"]
+    assert sign_headers(secrets, **kwargs) == Signer(secrets).headers(**kwargs)
 
 
 def test_retries_change_only_attempt_fields() -> None:
-    signer = Signer(["s"])
+    signer = Signer([PLAIN])
     common: dict[str, Any] = dict(
         event_type="SALE_NEW", msg_id="msg_same", event_time_ms=5, body=BODY, user_agent="ua"
     )
@@ -283,17 +294,42 @@ def test_retries_change_only_attempt_fields() -> None:
 
 
 def test_hmac_key_rules() -> None:
-    assert hmac_key("whsec_" + base64.b64encode(b"raw\x00key").decode()) == b"raw\x00key"
-    assert hmac_key("whsec_cmF3") == b"raw"  # unpadded is accepted
-    assert hmac_key("plain") == b"plain"
-    assert hmac_key("WHSEC_cmF3") == b"WHSEC_cmF3"  # the prefix is case-sensitive
-    assert hmac_key("é") == "é".encode()
+    raw = b"raw\x00key".ljust(24, b"-")
+    assert hmac_key(_whsec(raw)) == raw
+    assert hmac_key(_whsec(b"k" * 25)) == b"k" * 25  # padded with "=="
+    assert hmac_key(_whsec(b"k" * 64)) == b"k" * 64
+    assert hmac_key("plain-secret") == b"plain-secret"
+    assert hmac_key("WHSEC_cmF3cmF3") == b"WHSEC_cmF3cmF3"  # the prefix is case-sensitive
+    assert hmac_key("pässwört") == "pässwört".encode()
+    assert hmac_key("with inner spaces") == b"with inner spaces"
+    assert hmac_key("s" * 512) == b"s" * 512
 
 
-@pytest.mark.parametrize("secret", ["", "whsec_", "whsec_!!!!", "whsec_a", "whsec_cm F3", "whsec_cmF3-_"])
-def test_unusable_secrets_are_refused(secret: str) -> None:
-    with pytest.raises(SecretError):
+@pytest.mark.parametrize(
+    ("secret", "because"),
+    [
+        ("", "8 to 512 characters"),
+        ("seven77", "8 to 512 characters"),
+        ("s" * 513, "8 to 512 characters"),
+        ("whsec_", "8 to 512 characters"),
+        (" padded secret ", "printable"),
+        ("line\nbreak-secret", "printable"),
+        ("tab\tsecret-value", "printable"),
+        ("whsec_!!!!!!!!", "base64"),
+        ("whsec_cm F3cmF3", "base64"),  # an inner space is printable, but not base64
+        ("whsec_" + base64.urlsafe_b64encode(b"\xfb\xff" * 12).decode(), "base64"),  # - and _: not standard
+        ("whsec_" + base64.b64encode(b"k" * 25).decode().rstrip("="), "base64"),  # padding left out
+        ("whsec_" + "é" * 32, "base64"),
+        ("whsec_c2hvcnQ=", "24 to 64 bytes"),
+        (_whsec(b"k" * 23), "24 to 64 bytes"),
+        (_whsec(b"k" * 65), "24 to 64 bytes"),
+    ],
+)
+def test_unusable_secrets_are_refused(secret: str, because: str) -> None:
+    with pytest.raises(SecretError, match=because):
         hmac_key(secret)
+    with pytest.raises(SecretError):
+        Signer([PLAIN, secret])  # a rotated-out secret obeys the same rule
     assert issubclass(SecretError, ValueError)
 
 
@@ -303,16 +339,16 @@ def test_signer_arguments() -> None:
     with pytest.raises(SecretError):
         Signer([])
     with pytest.raises(SecretError):
-        Signer(["ok", ""])
-    assert "ok" not in repr(Signer(["ok"]))
-    assert "top-secret" not in repr(Signer(["top-secret", "x"]))
+        Signer([PLAIN, ""])
+    assert PLAIN not in repr(Signer([PLAIN]))
+    assert "top-secret" not in repr(Signer(["top-secret", PLAIN]))
 
 
 # --- redaction ---------------------------------------------------------------------------------------
 
 
 def test_redact_headers_hides_signatures_only() -> None:
-    headers = _headers(["s", "t"])
+    headers = _headers([PLAIN, "previous-secret"])
     redacted = redact_headers(headers)
     assert list(redacted) == HEADER_NAMES
     assert redacted["X-Webhook-Signature"] == "redacted"
@@ -385,7 +421,7 @@ def test_binascii_error_is_not_leaked() -> None:
 def test_event_timestamp_now_is_utc_with_millis() -> None:
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     value = dict(
-        Signer(["s"]).headers(
+        Signer([PLAIN]).headers(
             event_type="SALE_NEW",
             msg_id="m",
             attempt_id="a",
