@@ -22,8 +22,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from hookline.clients import BrokerUnavailable, create_topics, wait_for_broker
-from hookline.local.kafka import LocalKafka
+from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+
+from hookline.clients import BrokerUnavailable, admin_client, create_topics, producer_config, wait_for_broker
+from hookline.local.kafka import LocalKafka, _port_open
 from hookline.settings import Settings
 from hookline.webhooks import EVENT_TYPES
 
@@ -173,17 +176,21 @@ class Pipeline:
     def up(self, *, roles: list[str], demo: bool, events: int, keep_kafka: bool) -> str:
         """Bring everything up; return the demo API key. Raises :class:`UpError`."""
         s = self.settings
-        try:
-            wait_for_broker(s, timeout=2)
-            self.say(f"using the broker at {s.kafka_bootstrap}")
-        except BrokerUnavailable:
-            local = LocalKafka(s)
-            if s.kafka_bootstrap != local.bootstrap:
-                raise UpError(f"no broker answers at {s.kafka_bootstrap}") from None
+        local = LocalKafka(s)
+        if s.kafka_bootstrap == local.bootstrap and not _port_open(s.kafka_port):
+            # Started before any Kafka client exists: librdkafka would print every refused
+            # connection of a client waiting for it (about 20 lines a second).
             local.start()
             self.started_kafka = not keep_kafka
+        else:
+            try:
+                wait_for_broker(s, timeout=30)
+            except BrokerUnavailable as exc:
+                raise UpError(str(exc)) from None
+            self.say(f"using the broker at {s.kafka_bootstrap}")
         created, present = create_topics(s)
         self.say(f"topics: {len(created)} created, {len(present)} already present")
+        _wait_settled(s, [*created, *present], timeout=60)
         local_env = self._local_env()
         env = self._env(local_env)
         ports = {
@@ -263,6 +270,50 @@ class Pipeline:
                     raise UpError(f"{child.name} exited with code {child.proc.returncode}")
             time.sleep(0.2)
         return False
+
+
+def _wait_settled(settings: Settings, topics: list[str], timeout: float) -> None:
+    """Wait until every partition of ``topics`` answers its leader's offsets and producers get ids.
+
+    A broker that has just started, or topics just created, answer "not leader for partition" for
+    a moment, and a new broker answers its first producer-id requests with "coordinator load in
+    progress" until its controller allocates a block of ids. The roles retry past both but print
+    them, as failures, on the first screen; waiting here keeps it clean.
+    """
+    deadline = time.monotonic() + timeout
+    admin = admin_client(settings)
+    while True:
+        try:
+            md = admin.list_topics(timeout=10)
+            partitions = {
+                TopicPartition(t, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
+                for t in topics
+                for p in md.topics[t].partitions
+            }
+            for future in admin.list_offsets(partitions, request_timeout=10).values():
+                future.result()
+            break
+        except (KafkaException, KeyError) as exc:
+            if time.monotonic() > deadline:
+                raise UpError(
+                    f"the topics' partitions did not get leaders within {timeout:g}s ({exc})"
+                ) from None
+            time.sleep(0.2)
+    states: list[str] = []
+    producer = Producer(
+        producer_config(
+            settings,
+            **{
+                "statistics.interval.ms": 100,
+                "stats_cb": lambda stats: states.append(json.loads(stats).get("eos", {}).get("idemp_state")),
+                "log_level": 0,  # its own "coordinator load in progress" retries are expected here
+            },
+        )
+    )
+    while not states or states[-1] != "Assigned":
+        if time.monotonic() > deadline:
+            raise UpError(f"the broker handed out no producer id within {timeout:g}s")
+        producer.poll(0.05)
 
 
 def _http(

@@ -30,6 +30,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     worker = faust.Worker(
         router.app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False, quiet=True
     )
+    # Faust gives every Worker a terminal spinner, `quiet` or not, and only turns it off while
+    # setting up logging, which override_logging=False skips: it would end the start-up by
+    # writing a backspace and the show-cursor escape code (ESC [?25h) into the log.
+    worker.spinner = None
     try:
         worker.execute_from_commandline()
     finally:
