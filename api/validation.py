@@ -6,10 +6,8 @@ that names the field but never quotes a secret. The first problem found is repor
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +17,7 @@ import orjson
 
 from api.errors import InvalidRequest
 from hookline.addresses import IPAddress, is_public_address, looks_internal_hostname, parse_host_literal
-from hookline.signing import SecretError, hmac_key
+from hookline.signing import SecretError, generate_secret, hmac_key  # generate_secret: re-exported
 from hookline.webhooks import EVENT_TYPES
 
 __all__ = [
@@ -45,8 +43,6 @@ __all__ = [
 MAX_BODY_BYTES = 64 * 1024
 MAX_NAME_LENGTH = 255
 MAX_URL_LENGTH = 2048
-WHSEC_PREFIX = "whsec_"
-GENERATED_SECRET_BYTES = 24
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 
@@ -265,11 +261,6 @@ def check_active(value: object) -> bool:
     _expect("active", value, bool, "true or false")
     assert isinstance(value, bool)
     return value
-
-
-def generate_secret() -> str:
-    """A new secret in the Standard Webhooks form: ``whsec_`` + base64 of 24 random bytes."""
-    return WHSEC_PREFIX + base64.b64encode(secrets.token_bytes(GENERATED_SECRET_BYTES)).decode("ascii")
 
 
 # -- whole bodies --------------------------------------------------------------------------------

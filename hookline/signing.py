@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
+from secrets import token_bytes
 
 from hookline.timestamps import rfc3339
 
@@ -30,6 +31,7 @@ __all__ = [
     "TEST_HEADER",
     "SecretError",
     "Signer",
+    "generate_secret",
     "hmac_key",
     "message_id",
     "redact_headers",
@@ -46,6 +48,8 @@ SECRET_MAX_LENGTH = 512
 # How many bytes a whsec_ secret encodes: the Standard Webhooks range.
 _WHSEC_MIN_BYTES = 24
 _WHSEC_MAX_BYTES = 64
+# How many random bytes a generated secret encodes: the Standard Webhooks minimum.
+_GENERATED_BYTES = 24
 
 #: Headers whose values are signatures, lowercase; :func:`redact_headers` hides them.
 SIGNATURE_HEADERS = frozenset({"x-webhook-signature", "webhook-signature"})
@@ -86,6 +90,11 @@ def hmac_key(secret: str) -> bytes:
     if not _WHSEC_MIN_BYTES <= len(key) <= _WHSEC_MAX_BYTES:
         raise SecretError(f"a whsec_ secret must encode {_WHSEC_MIN_BYTES} to {_WHSEC_MAX_BYTES} bytes")
     return key
+
+
+def generate_secret() -> str:
+    """Return a new random secret: ``whsec_`` and the padded base64 of 24 random bytes."""
+    return _WHSEC + base64.b64encode(token_bytes(_GENERATED_BYTES)).decode("ascii")
 
 
 def systeme_signature(secret: str, body: bytes) -> str:

@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 
 from api.errors import InvalidRequest
 from api.validation import check_secret
-from hookline.signing import SecretError, Signer, hmac_key
+from hookline.signing import SecretError, Signer, generate_secret, hmac_key
 
 
 def _whsec_of(raw: bytes, padded: bool, before: str, after: str) -> str:
@@ -112,3 +112,12 @@ def test_standardwebhooks_verifies_every_accepted_whsec_secret(secret: str, body
         user_agent="hookline/test",
     )
     assert Webhook(secret).verify(body, dict(headers), json_parse=False) is None
+
+
+def test_generated_secrets_are_random_whsec_secrets_of_24_bytes() -> None:
+    made = {generate_secret() for _ in range(100)}
+    assert len(made) == 100
+    for secret in made:
+        assert secret.startswith("whsec_") and len(secret) == len("whsec_") + 32
+        assert len(hmac_key(secret)) == 24
+        assert _api_refusal(secret) is None
