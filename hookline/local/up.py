@@ -28,6 +28,7 @@ from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from hookline.clients import BrokerUnavailable, admin_client, create_topics, producer_config, wait_for_broker
 from hookline.local.kafka import LocalKafka, _port_open
 from hookline.settings import Settings
+from hookline.signing import generate_secret
 from hookline.webhooks import EVENT_TYPES
 
 __all__ = ["Pipeline", "UpError"]
@@ -77,7 +78,7 @@ class Pipeline:
             values["HOOKLINE_DEMO_API_KEY"] = "demo_" + secrets.token_urlsafe(24)
             changed = True
         if "HOOKLINE_RECEIVER_SECRET" not in values:
-            values["HOOKLINE_RECEIVER_SECRET"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+            values["HOOKLINE_RECEIVER_SECRET"] = generate_secret()
             changed = True
         if changed:
             path.parent.mkdir(parents=True, exist_ok=True)
