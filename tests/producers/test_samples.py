@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from producers.events import Event, EventType, to_millis
-from producers.samples import SampleGenerator
+from producers.samples import DEFAULT_WEIGHTS, SampleGenerator
 from schemas.codec import decode, encode
 
 T0 = 1_717_243_200_000
@@ -56,6 +56,12 @@ def check_history(events: list[Event]) -> dict[str, int]:
             tags[key] = {t["id"] for t in p["contact"]["tags"]}
         seen[e.type.value] += 1
     return dict(seen)
+
+
+def test_every_kind_has_a_default_weight() -> None:
+    # A kind without a weight would silently never be generated.
+    assert set(DEFAULT_WEIGHTS) == set(EventType)
+    assert all(w > 0 for w in DEFAULT_WEIGHTS.values())
 
 
 def test_same_seed_and_start_give_the_same_stream() -> None:
