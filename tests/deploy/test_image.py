@@ -17,7 +17,7 @@ from hookline.settings import load_settings
 from tests.deploy.conftest import REPO
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
-PACKAGES = ("hookline", "schemas", "producers", "processors")
+PACKAGES = ("hookline", "schemas", "producers", "api", "processors")
 
 
 def instructions() -> list[tuple[str, str]]:
