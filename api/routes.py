@@ -1,4 +1,4 @@
-"""HTTP endpoints of the management API (systeme.io's public API shape, DESIGN §6).
+"""HTTP endpoints of the management API (systeme.io's public API shape, docs/architecture.md §7).
 
 Handlers stay thin: authenticate, read and validate the body, call the service, present.
 Bodies are read here, not by FastAPI, so that size, media type and every error code are ours.

@@ -20,10 +20,11 @@ from dataclasses import replace
 from typing import Protocol
 
 from api.errors import ApiError, InvalidRequest, Unavailable
-from api.validation import NewWebhook, WebhookChanges, generate_secret
+from api.validation import NewWebhook, WebhookChanges
 from api.writer import ConfigWriter, Written
 from hookline.metrics import ApiMetrics
 from hookline.sealing import Sealer
+from hookline.signing import generate_secret
 from hookline.webhooks import Subscription, Webhook
 
 __all__ = ["ConfigReader", "WebhookService", "new_webhook_id"]

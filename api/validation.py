@@ -17,7 +17,7 @@ import orjson
 
 from api.errors import InvalidRequest
 from hookline.addresses import IPAddress, is_public_address, looks_internal_hostname, parse_host_literal
-from hookline.signing import SecretError, generate_secret, hmac_key  # generate_secret: re-exported
+from hookline.signing import SecretError, hmac_key
 from hookline.webhooks import EVENT_TYPES
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "check_secret",
     "check_subscriptions",
     "check_url",
-    "generate_secret",
     "parse_create",
     "parse_json_object",
     "parse_limit",

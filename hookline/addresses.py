@@ -1,4 +1,4 @@
-"""Outbound address safety: which addresses a delivery may connect to (DESIGN §5, §9).
+"""Outbound address safety: which addresses a delivery may connect to (docs/architecture.md §6, §9).
 
 A delivery resolves its host once with :func:`resolve`, which returns only addresses that pass
 the :class:`AddressPolicy`, and then connects to one of those, never to the name again (a

@@ -2,7 +2,7 @@
 
 Every role that needs configs (the API for reads, the router for the join, the workers for the
 current state of a webhook) runs one. It reads every partition from the beginning without a
-consumer group — like a GlobalTable, but without Faust's assignor traps (DESIGN §9) — and
+consumer group — like a GlobalTable, but without Faust's assignor traps (docs/architecture.md §9) — and
 applies updates and tombstones as they arrive.
 """
 

@@ -118,6 +118,6 @@ def setup_logging(settings: Settings, role: str) -> None:
     handler._hookline = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
-    # httpx logs full URLs (with credentials and tokens) at INFO (DESIGN §9).
+    # httpx logs full URLs (with credentials and tokens) at INFO (docs/architecture.md §9).
     for noisy in ("httpx", "httpcore", "aiokafka", "kafka", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,4 +1,4 @@
-"""Build the JSON body a receiver gets for an event (DESIGN §1), once, as exact bytes.
+"""Build the JSON body a receiver gets for an event (docs/architecture.md §1), once, as exact bytes.
 
 The router calls :func:`build_payload` once per event; the bytes travel inside the DeliveryTask
 and are signed and sent as they are.

@@ -1,5 +1,5 @@
 """What an attempt's outcome means and what happens next: the retry schedule and the ack/retry/DLQ
-decision (DESIGN §5), as pure functions.
+decision (docs/architecture.md §6), as pure functions.
 
 A worker turns the response (or the transport error) into a :class:`Classification` with
 :func:`classify`, then asks :func:`decide` for the next step: :class:`Delivered`, :class:`Retry`

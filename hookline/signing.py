@@ -1,4 +1,4 @@
-"""Signatures and headers of every delivery attempt (DESIGN §4).
+"""Signatures and headers of every delivery attempt (docs/architecture.md §5).
 
 Two schemes sign the same body bytes with the same key:
 
@@ -157,7 +157,7 @@ class Signer:
         user_agent: str,
         test: bool = False,
     ) -> list[tuple[str, str]]:
-        """Return every header of one attempt, in a fixed order (DESIGN §4).
+        """Return every header of one attempt, in a fixed order (docs/architecture.md §5).
 
         ``event_time_ms`` is when the event happened (epoch milliseconds); ``timestamp`` is the
         attempt's own time in Unix seconds, which Standard Webhooks receivers check for freshness.

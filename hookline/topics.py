@@ -1,4 +1,4 @@
-"""Every topic hookline uses: names, partition counts and configs, in one place (DESIGN §3)."""
+"""Every topic hookline uses: names, partition counts and configs, in one place (docs/architecture.md §3)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Any
 
 __all__ = ["EVENT_TYPES", "SealedSecret", "Subscription", "Webhook"]
 
-#: The six events, in the order systeme.io lists them (DESIGN §1).
+#: The six events, in the order systeme.io lists them (docs/architecture.md §1).
 EVENT_TYPES: tuple[str, ...] = (
     "CONTACT_CREATED",
     "CONTACT_TAG_ADDED",

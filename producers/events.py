@@ -1,4 +1,4 @@
-"""The six domain events (DESIGN §1) as typed, validated values.
+"""The six domain events (docs/architecture.md §1) as typed, validated values.
 
 Build events with the constructor functions (:func:`contact_created`, :func:`sale_new`, ...).
 Every :class:`Event` is validated when it is created, so nothing invalid can reach a topic:

@@ -1,9 +1,10 @@
-"""Repository-level checks: README in sync, layout rules of STYLE.md, CLI wiring."""
+"""Repository-level checks: README in sync, layout rules of docs/architecture.md §2, CLI wiring."""
 
 from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 from hookline._cmd_settings import markdown_table
@@ -121,3 +122,26 @@ def test_ruff_and_mypy_are_clean():
     assert ruff.returncode == 0, ruff.stdout[-3000:]
     mypy = subprocess.run([str(bin_dir / "mypy")], cwd=REPO, capture_output=True, text=True)
     assert mypy.returncode == 0, mypy.stdout[-3000:]
+
+
+def test_references_stay_inside_the_repository():
+    """Comments cite docs/architecture.md (sections that exist), never a document outside the repository."""
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    sections = set(re.findall(r"^## (\d+)\. ", doc, re.M))
+    assert len(sections) >= 9
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    # Spelled in pieces so that this file does not match itself.
+    pieces = ["DESIGN" + " §", "NOTES" + r"\.md", "STYLE" + r"\.md", r"\.\./" + "shared/"]
+    outside = re.compile("|".join(pieces))
+    cited = 0
+    for name in tracked.stdout.split():
+        path = REPO / name
+        if path.suffix not in {".py", ".md", ".toml", ".yaml", ".yml", ".html"} or not path.is_file():
+            continue
+        text = path.read_text()
+        assert not outside.search(text), name
+        for found in re.findall(r"architecture\.md §(\d+(?:, §\d+)*)", text):
+            numbers = re.findall(r"\d+", found)
+            assert set(numbers) <= sections, f"{name} cites docs/architecture.md §{found}"
+            cited += 1
+    assert cited >= 10

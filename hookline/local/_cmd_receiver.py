@@ -21,6 +21,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
     from hookline.local.receiver import Receiver
+    from hookline.signing import SecretError, hmac_key
 
     secret = args.secret or os.environ.get("HOOKLINE_RECEIVER_SECRET", "")
     if not secret:
@@ -28,6 +29,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "hookline receiver: give the webhook's secret with --secret or HOOKLINE_RECEIVER_SECRET",
             file=sys.stderr,
         )
+        return 2
+    try:
+        hmac_key(secret)  # the rule the API and the worker apply, checked once here
+    except SecretError as exc:
+        print(f"hookline receiver: the secret is not usable: {exc}", file=sys.stderr)
         return 2
     receiver = Receiver(secret, fail_rate=args.fail_rate)
     print(f"receiver listening on http://{args.host}:{args.port}/", flush=True)

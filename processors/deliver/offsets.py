@@ -2,7 +2,7 @@
 
 Tasks of one partition finish out of order (a slow receiver next to a fast one). The offset to
 store is the lowest offset still pending — or, when nothing is pending, one past the highest
-offset seen — so a restart re-reads every task that had not finished (at least once, DESIGN §5).
+offset seen — so a restart re-reads every task that had not finished (at least once, docs/architecture.md §6).
 """
 
 from __future__ import annotations

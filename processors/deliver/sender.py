@@ -1,4 +1,4 @@
-"""One HTTP attempt to a receiver, with the outbound safety rules of DESIGN §5.
+"""One HTTP attempt to a receiver, with the outbound safety rules of docs/architecture.md §6.
 
 - The host is resolved once (:func:`hookline.addresses.resolve`, which refuses non-public
   addresses outside the allow-list) and the request goes to an address that was checked: the URL

@@ -1,7 +1,7 @@
 """The router role (faust-streaming): event topics ⋈ webhook configs -> delivery tasks.
 
 Event records are read as raw bytes and decoded by our codec (Faust's typed topics drop bad
-records silently, DESIGN §9). Every failure inside the agent is caught and routed to the DLQ,
+records silently, docs/architecture.md §9). Every failure inside the agent is caught and routed to the DLQ,
 because an exception in a Faust agent acks the message and loses it.
 """
 

@@ -17,7 +17,6 @@ from api.service import new_webhook_id
 from api.validation import (
     UrlRules,
     check_url,
-    generate_secret,
     parse_create,
     parse_json_object,
     parse_limit,
@@ -25,6 +24,7 @@ from api.validation import (
 )
 from hookline.sealing import generate_key
 from hookline.settings import Secret, SettingsError, load_settings
+from hookline.signing import generate_secret
 from hookline.webhooks import Webhook
 
 NO_ALLOW = UrlRules(())

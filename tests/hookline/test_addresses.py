@@ -140,7 +140,7 @@ def test_default_policy_matches_table(address: str, public: bool) -> None:
     ["64:ff9b::7f00:1", "::127.0.0.1", "2002:7f00:1::", "ff0e::1", "224.0.0.1", "64:ff9b:1::808:808"],
 )
 def test_is_global_is_wrong_where_we_are_right(address: str) -> None:
-    # DESIGN §9: the stdlib's verdict cannot be used for these; the table above decides.
+    # docs/architecture.md §9: the stdlib's verdict cannot be used for these; the table above decides.
     assert ip(address).is_global
     assert not is_public_address(ip(address))
 

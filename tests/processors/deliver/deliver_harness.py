@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import time
 import uuid
@@ -21,7 +20,7 @@ from confluent_kafka import Producer
 from hookline.clients import producer_config
 from hookline.sealing import Sealer, generate_key
 from hookline.settings import Secret, Settings
-from hookline.signing import message_id
+from hookline.signing import generate_secret, message_id
 from hookline.webhooks import EVENT_TYPES, Subscription, Webhook
 from schemas.codec import encode
 from tests.processors.deliver.receivers import Got
@@ -30,8 +29,7 @@ from tests.support import ConfigWriter, Role, free_port, role_env, wait_until
 __all__ = ["Harness", "metric", "new_secret", "verify"]
 
 
-def new_secret() -> str:
-    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+new_secret = generate_secret
 
 
 def _key(secret: str) -> bytes:

@@ -152,7 +152,8 @@ def test_a_busy_key_does_not_hold_global_slots_while_it_waits() -> None:
 def _hook(**kw: Any) -> Webhook:
     sealer = Sealer.from_secret(Secret(generate_key()))
     base: dict[str, Any] = dict(
-        id="wh", account_id="a", name="n", url="http://127.0.0.1:1/x", secret=sealer.seal("wh", "s3cret"),
+        id="wh", account_id="a", name="n", url="http://127.0.0.1:1/x",
+        secret=sealer.seal("wh", "s3cret-value"),
         subscriptions=(Subscription("SALE_NEW"),), active=True, created_at=0, updated_at=0, version=1,
     )
     base.update(kw)
@@ -185,7 +186,7 @@ def test_status_class() -> None:
 def test_signer_cache_signs_with_the_previous_secret_until_it_expires() -> None:
     sealer = Sealer.from_secret(Secret(generate_key()))
     cache = SignerCache(sealer)
-    hook = _hook(secret=sealer.seal("wh", "new"), previous_secret=sealer.seal("wh", "old"),
+    hook = _hook(secret=sealer.seal("wh", "new-secret"), previous_secret=sealer.seal("wh", "old-secret"),
                  previous_secret_expires_at=1000)
     body = b"{}"
     before = cache.get(hook, 999).standard_signature("m", 1, body)
@@ -422,7 +423,7 @@ _task = delivery_task
 def test_a_tier_holds_a_record_for_its_delay_from_when_it_was_written() -> None:
     sealer = Sealer.from_secret(Secret(generate_key()))
     sink, sender = _Sink(), _Sender(200)
-    handler = _handler(sink, sender, _Configs(_hook(secret=sealer.seal("wh", "s"))), sealer)
+    handler = _handler(sink, sender, _Configs(_hook(secret=sealer.seal("wh", "s3cret-value"))), sealer)
     now = int(time.time() * 1000)
 
     def rec(topic: str, due: int, written: int) -> Record:
@@ -442,7 +443,7 @@ def _handle(status: int | None, *, attempt: int = 1, trigger: str = "automatic",
             headers: dict[str, str] | None = None, hook: Webhook | None = None,
             version: int = 1) -> tuple[_Sink, _Sender, _Configs]:
     sealer = Sealer.from_secret(Secret(generate_key()))
-    hook = hook or _hook(secret=sealer.seal("wh", "s3cret"))
+    hook = hook or _hook(secret=sealer.seal("wh", "s3cret-value"))
     sink, sender, configs = _Sink(), _Sender(status, headers, error), _Configs(hook)
     handler = _handler(sink, sender, configs, sealer)
     task = _task(config_version=version, attempt=attempt, trigger=trigger)
@@ -490,7 +491,7 @@ def test_handler_waits_for_the_view_when_the_task_is_newer() -> None:
 
 def test_handler_dead_letters_a_secret_it_cannot_open() -> None:
     other = Sealer.from_secret(Secret(generate_key()))
-    sink, sender, _ = _handle(200, hook=_hook(secret=other.seal("wh", "x")))
+    sink, sender, _ = _handle(200, hook=_hook(secret=other.seal("wh", "s3cret-value")))
     assert sender.sent == []
     [letter] = sink.decoded("dlq", "DeadLetter")
     [result] = sink.decoded("results", "DeliveryResult")
