@@ -6,6 +6,7 @@ Raw librdkafka dicts are built here and nowhere else.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -90,11 +91,31 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(common_config(settings))
 
 
+def _listening(bootstrap: str) -> bool:
+    """True when some ``host:port`` of ``bootstrap`` accepts a TCP connection."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
-    """Return when the broker answers a metadata request; raise :class:`BrokerUnavailable` otherwise."""
+    """Return when the broker answers a metadata request; raise :class:`BrokerUnavailable` otherwise.
+
+    No Kafka client exists until a bootstrap port accepts connections: librdkafka would print a
+    "Connection refused" line per attempt while a broker is still starting (or not there at all).
+    """
     deadline = time.monotonic() + timeout
-    admin = admin_client(settings)
     last: Exception | None = None
+    while not _listening(settings.kafka_bootstrap):
+        if time.monotonic() >= deadline:
+            raise BrokerUnavailable(f"Kafka at {settings.kafka_bootstrap} did not answer within {timeout:g}s")
+        time.sleep(0.2)
+    admin = admin_client(settings)
     while time.monotonic() < deadline:
         try:
             md = admin.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
