@@ -194,7 +194,9 @@ class ConfigViewMetrics:
         r = self.registry
         self.webhooks = Gauge(f"{NS}_config_webhooks", "Webhooks in this process's config view.", registry=r)
         self.bad_records = Counter(
-            f"{NS}_config_bad_records_total", "Config records that could not be decoded.", registry=r
+            f"{NS}_config_bad_records_total",
+            "Config records the view refused: undecodable, without a key, or keyed by another id.",
+            registry=r,
         )
 
 
