@@ -2,7 +2,11 @@
 # One image for every role: `docker run IMAGE api|router|deliver|logsink` (ENTRYPOINT is `hookline`).
 # Built in two stages so the runtime image carries the installed virtualenv and nothing else.
 
-FROM python:3.11-slim AS build
+# Both stages start from the same Python 3.11 image: the virtualenv made in the first runs on the
+# second's interpreter. `make image` builds without a registry by pointing this at a local Debian base.
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -18,7 +22,7 @@ RUN python -m venv /opt/hookline \
  && /opt/hookline/bin/pip install . \
  && /opt/hookline/bin/hookline --version
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 # A fixed numeric uid/gid, so Kubernetes' runAsNonRoot can check it without reading /etc/passwd.
 RUN groupadd --system --gid 10001 hookline \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/hookline --no-create-home \

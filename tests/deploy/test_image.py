@@ -38,8 +38,13 @@ def final_stage() -> list[tuple[str, str]]:
 
 
 def test_base_image_is_python_311_slim_in_every_stage():
-    froms = [rest.split()[0] for word, rest in instructions() if word == "FROM"]
-    assert froms and all(f == "python:3.11-slim" for f in froms)
+    # `docker build .` takes the ARG's default; `make image` passes a local base instead.
+    steps = instructions()
+    first_from = next(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    args = dict(rest.partition("=")[::2] for word, rest in steps[:first_from] if word == "ARG")
+    assert args == {"BASE_IMAGE": "python:3.11-slim"}
+    froms = [rest.split()[0] for word, rest in steps if word == "FROM"]
+    assert len(froms) == 2 and all(f == "${BASE_IMAGE}" for f in froms)
 
 
 def test_runs_as_a_numeric_non_root_user_with_the_hookline_entry_point():
