@@ -89,7 +89,7 @@ else
   start=$SECONDS
   previous=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   # --network host and the host's CA bundle: pip in the build reaches PyPI as this machine does.
-  podman build --pull=never --network host --layers \
+  podman build --pull=never --network host --layers=false \
     --volume "$CA_BUNDLE:$CA_BUNDLE:ro" \
     --build-arg "BASE_IMAGE=$BASE" \
     --label "org.hookline.inputs=$digest" \
