@@ -48,7 +48,7 @@ if [[ "$(label "$BASE" org.hookline.base-recipe)" == "$recipe" ]]; then
   say "base $BASE is current"
 else
   need mmdebstrap mmdebstrap
-  say "base $BASE: mmdebstrap bookworm with $BASE_PACKAGES (a few minutes on a cold machine)"
+  say "base $BASE: mmdebstrap bookworm with $BASE_PACKAGES (about a minute)"
   start=$SECONDS
   rm -f "$cache/base.tar"
   mmdebstrap --variant=minbase --format=tar --include="$BASE_PACKAGES" \
@@ -85,7 +85,7 @@ if [[ "$(label "$IMAGE" org.hookline.inputs)" == "$digest" ]]; then
   say "image $IMAGE is current (inputs $digest)"
 else
   [[ -r "$CA_BUNDLE" ]] || die "no CA bundle at $CA_BUNDLE (pip in the build needs it)"
-  say "image $IMAGE: podman build (pip installs the dependencies from PyPI; a few minutes when cold)"
+  say "image $IMAGE: podman build (pip installs the dependencies from PyPI; under a minute)"
   start=$SECONDS
   previous=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   # --network host and the host's CA bundle: pip in the build reaches PyPI as this machine does.
