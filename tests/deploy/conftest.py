@@ -23,6 +23,7 @@ _INSTALL = {
     "kustomize": "go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.2",
     "promtool": "apt-get install -y prometheus",
     "prometheus": "apt-get install -y prometheus",
+    "podman": "apt-get install -y podman runc mmdebstrap",
 }
 
 

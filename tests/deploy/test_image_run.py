@@ -52,9 +52,6 @@ ROLES = {
     "logsink": "HOOKLINE_LOGSINK_METRICS_PORT",
 }
 
-# find_tool's install hint (tests/deploy/conftest.py names the other tools').
-deploy._INSTALL.setdefault("podman", "apt-get install -y podman runc mmdebstrap")
-
 
 def podman_env() -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", str(CONTAINERS_CONF))}
