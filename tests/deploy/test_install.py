@@ -226,8 +226,8 @@ def test_every_role_starts_from_the_install_and_stops_cleanly_on_sigterm(roles: 
         log = role.log_path.read_text(errors="replace")
         assert "Traceback" not in log, role.log_tail()
         if name == "api":
-            # uvicorn shuts down gracefully, then raises the SIGTERM again to end with its status
-            # (143 in a pod); the other roles exit 0.
+            # uvicorn shuts down gracefully, then raises the SIGTERM again to end with its status; as a
+            # container's PID 1 that signal is ignored and it exits 0 (tests/deploy/test_image_run.py).
             assert code == -signal.SIGTERM and "Finished server process" in log, f"api: {code}\n{log}"
         else:
             assert code == 0, f"{name} exited {code}:\n{role.log_tail()}"
