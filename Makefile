@@ -22,9 +22,23 @@ run: setup
 test: setup
 	$(BIN)/pytest
 
+# The manifests against a real kube-apiserver on etcd (README: Checking the manifests against a real API
+# server). k8s-tools builds kube-apiserver and kubectl (once) and fetches the CRDs into .hookline/k8s.
+.PHONY: k8s-tools k8s-check
+k8s-tools: $(STAMP)
+	$(BIN)/python deploy/k8s/check/run.py prepare
+
+k8s-check: $(STAMP)
+	$(BIN)/python deploy/k8s/check/run.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The container image with podman (no Docker daemon, no registry), smoke-tested: deploy/image/build.sh.
+.PHONY: image
+image:
+	bash deploy/image/build.sh
 
 clean:
 	-$(BIN)/hookline kafka stop
