@@ -2,8 +2,9 @@
 
 Run from the repository root after changing a panel: ``.venv/bin/python deploy/grafana/build.py``.
 A test fails while the committed JSON differs from what this script writes; other tests check that
-every metric name exists in :mod:`hookline.metrics` and that a real Prometheus, scraping a running
-pipeline, answers every panel's queries.
+every metric name exists in :mod:`hookline.metrics`, that a real Prometheus, scraping a running
+pipeline, answers every panel's queries, and that Grafana's published dashboard schema accepts the JSON
+as it is, without the defaults Grafana would fill in (deploy/grafana/check, ``make grafana-check``).
 
 Queries use Grafana's ``$__rate_interval`` and ``$__range``; the datasource is a dashboard variable,
 so the same JSON works with any Prometheus datasource (and with the Grafana sidecar's ConfigMap).
@@ -19,6 +20,48 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DS = {"type": "prometheus", "uid": "${datasource}"}
 ROLE_JOBS = 'job=~"hookline-(api|router|deliver|logsink)"'
+
+# Options that Grafana's published dashboard schema requires of each panel type (deploy/grafana/check
+# decodes the dashboards strictly against it), at the values Grafana writes for a new panel.
+LEGEND = {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []}
+TOOLTIP = {"mode": "single", "sort": "none"}
+STAT_OPTIONS = {
+    "graphMode": "area",
+    "colorMode": "value",
+    "justifyMode": "auto",
+    "textMode": "auto",
+    "wideLayout": True,
+    "showPercentChange": False,
+    "percentChangeColorMode": "standard",
+    "orientation": "auto",
+}
+BARGAUGE_OPTIONS = {
+    "displayMode": "gradient",
+    "valueMode": "color",
+    "namePlacement": "auto",
+    "showUnfilled": True,
+    "sizing": "auto",
+    "minVizWidth": 8,
+    "minVizHeight": 16,
+    "maxVizHeight": 300,
+    "legend": {**LEGEND, "showLegend": False},
+    "orientation": "auto",
+}
+HEATMAP_OPTIONS = {
+    "color": {
+        "mode": "scheme",
+        "scheme": "Oranges",
+        "fill": "dark-orange",
+        "scale": "exponential",
+        "exponent": 0.5,
+        "steps": 64,
+        "reverse": False,
+    },
+    "showValue": "auto",
+    "legend": {"show": True},
+    "tooltip": {"mode": "single", "yHistogram": False, "showColorScale": False},
+    "exemplars": {"color": "rgba(255,0,255,0.7)"},
+}
 
 
 @dataclass
@@ -406,7 +449,7 @@ def _panel_json(panel: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
         if t.fmt != "time_series":
             target["format"] = t.fmt
         targets.append(target)
-    options: dict[str, Any] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}}
+    options: dict[str, Any] = {"legend": LEGEND, "tooltip": TOOLTIP}
     custom: dict[str, Any] = {}
     if panel.kind == "timeseries":
         custom = {"fillOpacity": 10, "lineWidth": 1, "showPoints": "never", "spanNulls": True}
@@ -414,9 +457,10 @@ def _panel_json(panel: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
             custom["stacking"] = {"mode": panel.options["stacking"], "group": "A"}
     elif panel.kind in ("stat", "bargauge"):
         options = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+        options.update(STAT_OPTIONS if panel.kind == "stat" else BARGAUGE_OPTIONS)
         options.update({k: v for k, v in panel.options.items() if k != "stacking"})
     elif panel.kind == "heatmap":
-        options = {"calculate": False, "yAxis": {"unit": "s"}, "cellGap": 1, "color": {"scheme": "Oranges"}}
+        options = {"calculate": False, "yAxis": {"unit": "s"}, "cellGap": 1, **HEATMAP_OPTIONS}
     return {
         "id": pid,
         "type": panel.kind,
@@ -478,7 +522,6 @@ def dashboard(uid: str, title: str, description: str, items: list[Panel | Row]) 
                     "label": "Prometheus",
                     "type": "datasource",
                     "query": "prometheus",
-                    "current": {},
                     "hide": 0,
                     "refresh": 1,
                     "regex": "",
@@ -488,7 +531,17 @@ def dashboard(uid: str, title: str, description: str, items: list[Panel | Row]) 
         },
         "annotations": {"list": []},
         "links": [
-            {"title": "hookline dashboards", "type": "dashboards", "tags": ["hookline"], "asDropdown": False}
+            {
+                "title": "hookline dashboards",
+                "type": "dashboards",
+                "tags": ["hookline"],
+                "asDropdown": False,
+                "icon": "external link",
+                "tooltip": "",
+                "targetBlank": False,
+                "includeVars": False,
+                "keepTime": False,
+            }
         ],
         "panels": panels,
     }
