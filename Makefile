@@ -31,6 +31,12 @@ k8s-tools: $(STAMP)
 k8s-check: $(STAMP)
 	$(BIN)/python deploy/k8s/check/run.py
 
+# The dashboards against Grafana's published schema and our rules (README: Dashboards and alerts); builds
+# the checker of deploy/grafana/check into .hookline/bin first (once, ~40 s).
+.PHONY: grafana-check
+grafana-check:
+	$(PYTHON) deploy/grafana/check/run.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
