@@ -25,6 +25,7 @@ __all__ = [
     "create_topics",
     "delete_topics",
     "describe_topic_config",
+    "port_open",
     "producer_config",
     "records_behind",
     "wait_for_broker",
@@ -91,15 +92,21 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(common_config(settings))
 
 
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when ``host:port`` accepts a TCP connection (no Kafka client involved)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _listening(bootstrap: str) -> bool:
     """True when some ``host:port`` of ``bootstrap`` accepts a TCP connection."""
     for server in bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
-                return True
-        except (OSError, ValueError):
-            continue
+        if port.isdigit() and port_open(host.strip("[]"), int(port)):
+            return True
     return False
 
 

@@ -232,10 +232,10 @@ class DeliveryResult:
             attempted_at=exchange.attempted_at_ms,
             url=exchange.url,
             outcome=outcome,
-            request_headers=dict(exchange.request_headers),
+            request_headers=exchange.request_headers,
             request_body=task.payload[:REQUEST_BODY_BYTES],
             response_status=exchange.status,
-            response_headers=dict(exchange.response_headers),
+            response_headers=exchange.response_headers,
             response_body_excerpt=excerpt[:EXCERPT_BYTES],
             response_body_truncated=exchange.truncated or len(excerpt) > EXCERPT_BYTES,
             latency_seconds=float(exchange.latency),
@@ -299,18 +299,18 @@ class DeliveryResult:
             attempted_at=r["attemptedAt"],
             url=r["url"],
             outcome=r["outcome"],
-            request_headers=r.get("requestHeaders", {}),
-            request_body=r.get("requestBody", b""),
-            response_status=r.get("responseStatus"),
-            response_headers=r.get("responseHeaders", {}),
-            response_body_excerpt=r.get("responseBodyExcerpt", b""),
-            response_body_truncated=r.get("responseBodyTruncated", False),
-            latency_seconds=r.get("latencySeconds", 0.0),
-            error_class=r.get("errorClass"),
-            error_message=r.get("errorMessage"),
-            next_retry_at=r.get("nextRetryAt"),
-            final=r.get("final", False),
-            trigger=r.get("trigger", "automatic"),
+            request_headers=r["requestHeaders"],
+            request_body=r["requestBody"],
+            response_status=r["responseStatus"],
+            response_headers=r["responseHeaders"],
+            response_body_excerpt=r["responseBodyExcerpt"],
+            response_body_truncated=r["responseBodyTruncated"],
+            latency_seconds=r["latencySeconds"],
+            error_class=r["errorClass"],
+            error_message=r["errorMessage"],
+            next_retry_at=r["nextRetryAt"],
+            final=r["final"],
+            trigger=r["trigger"],
         )
 
     def encode(self) -> bytes:
@@ -362,8 +362,8 @@ class DeadLetter:
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> DeadLetter:
         return cls(
-            r["stage"], r["reason"], r.get("detail", ""), r["sourceTopic"], r["sourcePartition"],
-            r["sourceOffset"], r.get("key"), r.get("value"), r["failedAt"],
+            r["stage"], r["reason"], r["detail"], r["sourceTopic"], r["sourcePartition"],
+            r["sourceOffset"], r["key"], r["value"], r["failedAt"],
         )
 
     def encode(self) -> bytes:

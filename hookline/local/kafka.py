@@ -15,7 +15,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from hookline.clients import BrokerUnavailable, wait_for_broker
+from hookline.clients import BrokerUnavailable, port_open, wait_for_broker
 from hookline.settings import Settings
 
 __all__ = ["KafkaSetupError", "LocalKafka", "Status", "new_cluster_id"]
@@ -64,12 +63,6 @@ class Status:
         if self.running:
             return f"running (pid {self.pid}) at {self.bootstrap}; log: {self.log_file}"
         return f"stopped (would listen on {self.bootstrap}); log: {self.log_file}"
-
-
-def _port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.3)
-        return s.connect_ex((host, port)) == 0
 
 
 def _alive(pid: int) -> bool:
@@ -237,7 +230,7 @@ class LocalKafka:
             return current
         java = self._java()
         for port in (self.settings.kafka_port, self.settings.kafka_controller_port):
-            if _port_open(port):
+            if port_open("127.0.0.1", port, timeout=0.3):
                 raise KafkaSetupError(
                     f"port {port} on 127.0.0.1 is already taken by another process; stop it or set "
                     "HOOKLINE_KAFKA_PORT / HOOKLINE_KAFKA_CONTROLLER_PORT to free ports."
@@ -297,7 +290,7 @@ class LocalKafka:
                     f"the broker exited with code {proc.returncode}; last lines of {self.log_file}:\n"
                     + self._tail()
                 )
-            if _port_open(self.settings.kafka_port):
+            if port_open("127.0.0.1", self.settings.kafka_port, timeout=0.3):
                 try:
                     wait_for_broker(
                         self.settings.replace(kafka_bootstrap=self.bootstrap),

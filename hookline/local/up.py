@@ -25,8 +25,15 @@ from typing import Any, TextIO
 from confluent_kafka import KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-from hookline.clients import BrokerUnavailable, admin_client, create_topics, producer_config, wait_for_broker
-from hookline.local.kafka import LocalKafka, _port_open
+from hookline.clients import (
+    BrokerUnavailable,
+    admin_client,
+    create_topics,
+    port_open,
+    producer_config,
+    wait_for_broker,
+)
+from hookline.local.kafka import LocalKafka
 from hookline.settings import Settings
 from hookline.signing import generate_secret
 from hookline.webhooks import EVENT_TYPES
@@ -178,7 +185,7 @@ class Pipeline:
         """Bring everything up; return the demo API key. Raises :class:`UpError`."""
         s = self.settings
         local = LocalKafka(s)
-        if s.kafka_bootstrap == local.bootstrap and not _port_open(s.kafka_port):
+        if s.kafka_bootstrap == local.bootstrap and not port_open("127.0.0.1", s.kafka_port, timeout=0.3):
             # Started before any Kafka client exists: librdkafka would print every refused
             # connection of a client waiting for it (about 20 lines a second).
             local.start()

@@ -431,7 +431,8 @@ class TaskHandler:
         exchange = Exchange(new_attempt_id(), now_ms, public_url(webhook.url), {}, 0.0, error_class="secret",
                             error_message=message)
         result = DeliveryResult.of(task, exchange, outcome="dead_lettered", final=True)
-        dead = self._dead_letters.letter(rec.source, "secret_unavailable", str(exc), level=logging.ERROR)
+        # The error line below names the webhook; the dead letter's own line stays at INFO.
+        dead = self._dead_letters.letter(rec.source, "secret_unavailable", str(exc), level=logging.INFO)
         await asyncio.gather(
             self._sink.send(*dead),
             self._sink.send(self._topics.results, task.key, result.encode()),

@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from hookline.cli import main
-from hookline.clients import create_topics, describe_topic_config
-from hookline.local.kafka import KafkaSetupError, LocalKafka, _port_open, new_cluster_id
+from hookline.clients import create_topics, describe_topic_config, port_open
+from hookline.local.kafka import KafkaSetupError, LocalKafka, new_cluster_id
 from hookline.settings import load_settings
 from hookline.topics import all_topics
 from tests.support import REPO, free_port
@@ -63,7 +63,7 @@ def test_start_twice_status_stop_start_keeps_data(
     assert not LocalKafka(settings).status().running
     # Stopped means gone and reaped, not a zombie leader whose JVM threads still hold the port.
     assert not Path(f"/proc/{first_pid}").exists()
-    assert not _port_open(settings.kafka_port)
+    assert not port_open("127.0.0.1", settings.kafka_port)
     assert main(["kafka", "start"]) == 0
 
     c = Consumer(
