@@ -648,12 +648,17 @@ class Codec:
 
     @classmethod
     def from_package(cls) -> Codec:
-        """A codec with every ``schemas/*.avsc`` file shipped in this package."""
-        files = sorted(
-            (f for f in resources.files(__package__ or "schemas").iterdir() if f.name.endswith(".avsc")),
-            key=lambda f: f.name,
-        )
-        return cls(f.read_text(encoding="utf-8") for f in files)
+        """A codec with every ``schemas/*.avsc`` file shipped in this package, current, and every
+        ``schemas/history/*.avsc`` file as a writer only (the earlier versions of an evolved schema:
+        records they wrote stay readable, resolved to the current schema by Avro's rules)."""
+        root = resources.files(__package__ or "schemas")
+        files = sorted((f for f in root.iterdir() if f.name.endswith(".avsc")), key=lambda f: f.name)
+        codec = cls(f.read_text(encoding="utf-8") for f in files)
+        history = root / "history"
+        if history.is_dir():
+            for f in sorted((f for f in history.iterdir() if f.name.endswith(".avsc")), key=lambda f: f.name):
+                codec.register(f.read_text(encoding="utf-8"), current=False)
+        return codec
 
     def register(self, schema: Mapping[str, Any] | str, *, current: bool = True) -> bytes:
         """Add a record schema (JSON text or object); return its fingerprint.
