@@ -27,7 +27,7 @@ __all__ = [
 NS = "hookline"
 
 #: Bounded label values.
-OUTCOMES = ("delivered", "failed", "skipped", "dead_lettered")
+OUTCOMES = ("delivered", "failed", "skipped", "dead_lettered", "deferred")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 #: Every error class, plus "none" for an attempt without one (delivered or skipped).
 ERROR_CLASSES = ("none", *_POLICY_ERROR_CLASSES)

@@ -38,10 +38,10 @@ __all__ = [
     "Trigger",
 ]
 
-#: What caused a task: the router (``automatic``), the owner's "send test" or "redeliver".
-Trigger = Literal["automatic", "test", "manual"]
+#: What caused a task: the router (``automatic``), the owner's "send test", "redeliver" or "recover".
+Trigger = Literal["automatic", "test", "manual", "recover"]
 #: How an attempt ended (see :class:`DeliveryResult`).
-Outcome = Literal["delivered", "failed", "skipped", "dead_lettered"]
+Outcome = Literal["delivered", "failed", "skipped", "dead_lettered", "deferred"]
 
 #: The most of a response body a result keeps; the sender stops reading there.
 EXCERPT_BYTES = 16 * 1024
@@ -181,7 +181,8 @@ class DeliveryResult:
     ``outcome``: ``delivered`` (2xx); ``failed`` (any other attempt; ``final`` says whether another
     automatic attempt follows); ``dead_lettered`` (the last allowed attempt failed and the task
     went to the DLQ; ``final``); ``skipped`` (the webhook is deleted, inactive or no longer
-    subscribed; ``final``).
+    subscribed; ``final``); ``deferred`` (no request was made: the webhook's circuit breaker is
+    open and the task moved on to its next attempt; ``errorMessage`` says why).
     """
 
     message_id: str

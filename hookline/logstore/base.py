@@ -15,7 +15,8 @@ result; it still appears at most once.
 
 Message status is derived from its latest attempt (latest ``attempted_at``, then highest attempt
 number): ``delivered`` (2xx), ``retrying`` (failed, another automatic attempt follows), ``failed``
-(failed for good or dead-lettered), ``skipped`` (no request was made).
+(failed for good or dead-lettered), ``skipped`` (no request was made). A ``deferred`` attempt (the
+circuit breaker held the request back; another attempt follows) leaves the message ``retrying``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def message_status(outcome: str, final: bool) -> str:
         return "delivered"
     if outcome == "skipped":
         return "skipped"
-    if outcome == "failed" and not final:
+    if outcome in ("failed", "deferred") and not final:
         return "retrying"
     return "failed"
 

@@ -757,3 +757,49 @@ def test_records_written_by_an_earlier_version_still_decode(filename: str, data:
     decoded = decode(written, name)
     for key, value in record.items():
         assert decoded[key] == value, key
+
+
+def test_results_and_tasks_written_before_deferred_and_recover_still_decode() -> None:
+    """The DeliveryResult and DeliveryTask schemas gained ``deferred`` / ``recover`` (issue 11):
+    records the previous versions wrote keep their outcome and trigger, and the new symbols
+    encode with the current fingerprint."""
+    old_result = load("history/DeliveryResult.f161c608d5740aab.avsc")
+    old_task = load("history/DeliveryTask.3d461e9ff25eb96a.avsc")
+    result = {
+        "messageId": "msg_a",
+        "attemptId": "att_a",
+        "attempt": 3,
+        "eventId": "e",
+        "webhookId": "w",
+        "accountId": "a",
+        "eventType": "SALE_NEW",
+        "eventOccurredAt": 1,
+        "attemptedAt": 2,
+        "url": "https://example.com/",
+        "outcome": "dead_lettered",
+        "trigger": "manual",
+    }
+    written = Codec([old_result]).encode(full_name(old_result), result)
+    assert written[2:10] != fingerprint("DeliveryResult")
+    got = decode(written, "DeliveryResult")
+    assert (got["outcome"], got["trigger"], got["attempt"]) == ("dead_lettered", "manual", 3)
+    task = {
+        "messageId": "msg_a",
+        "eventId": "e",
+        "webhookId": "w",
+        "accountId": "a",
+        "eventType": "SALE_NEW",
+        "eventOccurredAt": 1,
+        "routedAt": 1,
+        "configVersion": 4,
+        "payload": b"{}",
+        "trigger": "test",
+    }
+    got_task = decode(Codec([old_task]).encode(full_name(old_task), task), "DeliveryTask")
+    assert (got_task["trigger"], got_task["configVersion"]) == ("test", 4)
+    new = decode(
+        encode("DeliveryResult", {**result, "outcome": "deferred", "trigger": "recover"}), "DeliveryResult"
+    )
+    assert (new["outcome"], new["trigger"]) == ("deferred", "recover")
+    with pytest.raises(CodecError):  # the old writer never knew the new symbols
+        Codec([old_result]).encode(full_name(old_result), {**result, "outcome": "deferred"})
