@@ -29,6 +29,8 @@ NS = "hookline"
 #: Bounded label values.
 OUTCOMES = ("delivered", "failed", "skipped", "dead_lettered", "deferred")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
+DEFER_REASONS = ("backlog", "breaker")
+BREAKER_TRANSITIONS = ("opened", "closed")
 #: Every error class, plus "none" for an attempt without one (delivered or skipped).
 ERROR_CLASSES = ("none", *_POLICY_ERROR_CLASSES)
 EVENT_TYPES = _EVENT_TYPES
@@ -159,7 +161,21 @@ class DeliveryMetrics:
         )
         self.deferred = Counter(
             f"{NS}_delivery_deferred_total",
-            "Tasks moved, unattempted, to the first retry tier because their webhook's backlog was full.",
+            "Tasks moved on unattempted: to the first retry tier because their webhook's backlog was"
+            " full (reason=backlog), or to their next attempt because its circuit breaker is open"
+            " (reason=breaker).",
+            ["reason"],
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            f"{NS}_delivery_breaker_transitions_total",
+            "Circuit breakers of webhooks that opened or closed in this worker.",
+            ["to"],
+            registry=r,
+        )
+        self.breakers_open = Gauge(
+            f"{NS}_delivery_breakers_open",
+            "Webhooks whose circuit breaker is open in this worker.",
             registry=r,
         )
         self.buffered = Gauge(
@@ -173,6 +189,10 @@ class DeliveryMetrics:
         for outcome, status, error in _COMMON_DELIVERY_SERIES:
             self.deliveries.labels(outcome, status, error)
         self.consumer_lag.labels("deliver")
+        for reason in DEFER_REASONS:
+            self.deferred.labels(reason)
+        for to in BREAKER_TRANSITIONS:
+            self.breaker_transitions.labels(to)
 
 
 _COMMON_DELIVERY_SERIES = (

@@ -117,6 +117,13 @@ class Settings:
     deliver_instance_id: str = _doc(
         "Static group member id of a delivery worker (e.g. the pod name); empty: none.", ""
     )
+    breaker_failures: int = _doc(
+        "Consecutive connection errors, timeouts or 5xx that open a webhook's circuit breaker (0 = off).", 10
+    )
+    breaker_probe_interval: float = _doc(
+        "Seconds between the probe attempts an open breaker lets through.", 30.0
+    )
+    recover_max: int = _doc("Failed messages one recover call re-sends at most.", 10_000)
     log_format: str = _doc("`json`, `text`, or `auto` (text on a terminal, JSON otherwise).", "auto")
     log_level: str = _doc("Root log level.", "INFO")
 
@@ -134,6 +141,10 @@ class Settings:
             raise SettingsError("HOOKLINE_LOG_RETENTION_DAYS: must be >= 0")
         if self.api_auth_failure_limit < 0:
             raise SettingsError("HOOKLINE_API_AUTH_FAILURE_LIMIT: must be >= 0 (0 = no limit)")
+        if self.breaker_failures < 0 or self.breaker_probe_interval <= 0:
+            raise SettingsError("HOOKLINE_BREAKER_*: failures must be >= 0, the probe interval positive")
+        if self.recover_max < 1:
+            raise SettingsError("HOOKLINE_RECOVER_MAX: must be at least 1")
         if self.api_auth_failure_window <= 0:
             raise SettingsError("HOOKLINE_API_AUTH_FAILURE_WINDOW: must be positive")
         for proxy in self.api_trusted_proxies:

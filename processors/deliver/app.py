@@ -19,6 +19,7 @@ from hookline.metrics import DeliveryMetrics
 from hookline.sealing import Sealer
 from hookline.settings import Settings, SettingsError
 from hookline.topics import CONFIG, DELIVERIES, DLQ, RESULTS, retry_topic
+from processors.deliver.breaker import Breakers
 from processors.deliver.handler import DeliveryTopics, SignerCache, TaskHandler, webhook_backlog
 from processors.deliver.limits import ConcurrencyLimits
 from processors.deliver.sender import HttpSender
@@ -66,6 +67,15 @@ class Deliver:
 
     def healthy(self) -> bool:
         return self.view.error is None and (self.worker is None or self.worker.fatal is None)
+
+    def _breakers(self, s: Settings) -> Breakers | None:
+        if not s.breaker_failures:
+            return None
+        breakers = Breakers(
+            s.breaker_failures, s.breaker_probe_interval, probe_timeout=s.attempt_timeout + 5
+        )
+        self.metrics.breakers_open.set_function(lambda: float(breakers.open_count))
+        return breakers
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -116,6 +126,7 @@ class Deliver:
                     jitter=s.retry_jitter,
                     rng=random.Random(),
                     backlog=webhook_backlog(s.deliver_webhook_concurrency, s.deliver_max_buffered),
+                    breakers=self._breakers(s),
                 )
                 self.worker = Worker(
                     consumer_config(s, GROUP, **overrides),

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from hookline import __version__
 from hookline.metrics import DeliveryMetrics, status_class
 from hookline.policy import (
+    Classification,
     DeadLetter,
     Delivered,
     Disable,
@@ -47,6 +48,7 @@ from hookline.records import DeadLetters, DeliveryResult, DeliveryTask, Exchange
 from hookline.sealing import Sealer, SealingError
 from hookline.signing import SecretError, Signer
 from hookline.webhooks import Webhook
+from processors.deliver.breaker import Admit, Breakers, Defer, Verdict
 from processors.deliver.exchange import public_url
 from processors.deliver.limits import ConcurrencyLimits
 from processors.deliver.sender import Sender
@@ -68,6 +70,9 @@ log = logging.getLogger("hookline.deliver")
 
 USER_AGENT = f"hookline/{__version__}"
 DISABLED_410 = "410 Gone"
+#: An attempt the circuit breaker held back: failed without a request, so it follows the retry schedule.
+_HELD_BACK = Classification(delivered=False)
+_SEND = Admit()
 #: A webhook's queue that would take longer than this (or than the first tier) to drain is too slow.
 DEFER_AFTER = 5.0
 
@@ -194,6 +199,7 @@ class TaskHandler:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         backlog: int,
+        breakers: Breakers | None = None,
     ) -> None:
         self._configs = configs
         self._signers = signers
@@ -212,6 +218,7 @@ class TaskHandler:
         self._jitter = jitter
         self._rng = rng or random.Random()
         self._clock = clock
+        self._breakers = breakers  # None: no circuit breaker
         # Webhooks this worker disabled, until the view shows that version (or a newer one).
         self._disabled: dict[str, Webhook] = {}
         #: Set when the worker stops: tasks that have not begun their attempt are abandoned.
@@ -259,8 +266,14 @@ class TaskHandler:
         if self._should_defer(webhook.id):
             await self._defer(task)
             return
+        verdict = self._admit(webhook.id, task)
+        if isinstance(verdict, Defer):
+            await self._breaker_defer(rec, task, webhook, verdict.reason)
+            return
         async with self._limits.slot(webhook.id):
             if self.stopping:
+                if verdict.probe and self._breakers is not None:
+                    self._breakers.release(webhook.id)
                 raise Abandoned(task.message_id)
             self._metrics.in_flight.inc()
             try:
@@ -272,7 +285,7 @@ class TaskHandler:
                 )
             finally:
                 self._metrics.in_flight.dec()
-        await self._conclude(rec, task, webhook, exchange)
+        await self._conclude(rec, task, webhook, exchange, probe=verdict.probe)
 
     # -- stages ---------------------------------------------------------------------------------
     def _decode(self, rec: Record) -> DeliveryTask | None:
@@ -315,11 +328,13 @@ class TaskHandler:
         )
 
     async def _conclude(
-        self, rec: Record, task: DeliveryTask, webhook: Webhook, exchange: Exchange
+        self, rec: Record, task: DeliveryTask, webhook: Webhook, exchange: Exchange, *, probe: bool = False
     ) -> None:
         now = self._clock()
         now_ms = int(now * 1000)
         classification = classify(exchange.status, exchange.error_class)
+        if self._breakers is not None:
+            self._count_for_breaker(webhook.id, classification, probe)
         retry_after = None
         if classification.honour_retry_after:
             retry_after = parse_retry_after(exchange.header("retry-after"), now)
@@ -403,8 +418,57 @@ class TaskHandler:
         tier = self._tiers[0]
         later = task.later(int(self._clock() * 1000) + int(tier * 1000))
         await self._sink.send(self._topics.retry[tier], task.key, later.encode())
-        self._metrics.deferred.inc()
+        self._metrics.deferred.labels("backlog").inc()
         log.debug("deferred message=%s webhook=%s: backlog full", task.message_id, task.webhook_id)
+
+    # -- the circuit breaker (processors/deliver/breaker.py, docs/architecture.md §6) -------------
+    def _admit(self, webhook_id: str, task: DeliveryTask) -> Verdict:
+        """Admit or defer ``task``: only automatic tasks wait for a breaker, never an owner's send."""
+        if self._breakers is None or task.trigger != "automatic":
+            return _SEND
+        return self._breakers.admit(webhook_id)
+
+    def _count_for_breaker(self, webhook_id: str, c: Classification, probe: bool) -> None:
+        assert self._breakers is not None
+        moved = self._breakers.record(
+            webhook_id, delivered=c.delivered, error_class=c.error_class, probe=probe
+        )
+        if moved is not None:
+            self._metrics.breaker_transitions.labels(moved).inc()
+            log.warning("webhook %s: circuit breaker %s", webhook_id, moved)
+
+    async def _breaker_defer(self, rec: Record, task: DeliveryTask, webhook: Webhook, reason: str) -> None:
+        """Move ``task`` on to its next attempt without a request, as if that attempt had failed:
+        a ``deferred`` result, and the next attempt in its tier (or the DLQ after the last one)."""
+        now_ms = int(self._clock() * 1000)
+        exchange = Exchange(new_attempt_id(), now_ms, public_url(webhook.url), {}, 0.0, error_message=reason)
+        decision = decide(
+            _HELD_BACK, attempt=task.attempt, rng=self._rng, schedule=self._schedule, jitter=self._jitter,
+            tiers=self._tiers,
+        )
+        writes: list[tuple[str, bytes | None, bytes | None]] = []
+        if isinstance(decision, Retry):
+            outcome: Outcome = "deferred"
+            due = now_ms + int(decision.delay * 1000)
+            next_retry_at: int | None = due
+            nxt = task.retry(attempt=decision.attempt, due_at=due, first_attempt_at=now_ms)
+            writes.append((self._topics.retry[decision.tier], task.key, nxt.encode()))
+        else:  # the last attempt: the task ends in the DLQ as if it had been sent and failed
+            outcome, next_retry_at = "dead_lettered", None
+            detail = f"{task.attempt} attempts; last: deferred by the circuit breaker"
+            dead = self._dead_letters.letter(rec.source, "retries_exhausted", detail, level=logging.INFO)
+            writes.append(dead)
+        result = DeliveryResult.of(
+            task, exchange, outcome=outcome, final=decision.final, next_retry_at=next_retry_at
+        )
+        writes.append((self._topics.results, task.key, result.encode()))
+        await asyncio.gather(*(self._sink.send(topic, k, v) for topic, k, v in writes))
+        self._metrics.deferred.labels("breaker").inc()
+        self._metrics.deliveries.labels(outcome, "none", "none").inc()
+        log.info(
+            "attempt message=%s webhook=%s attempt=%d outcome=%s reason=%r",
+            task.message_id, task.webhook_id, task.attempt, outcome, reason,
+        )
 
     async def _skip(self, task: DeliveryTask, webhook: Webhook | None, reason: str) -> None:
         url = webhook.url if webhook is not None else ""
