@@ -114,6 +114,7 @@ def create_app(
     app.state.api_keys = api_keys
     app.state.auth_throttle = AuthThrottle(settings.api_auth_failure_limit, settings.api_auth_failure_window)
     app.state.url_rules = UrlRules(settings.allow_networks)
+    app.state.recover_max = settings.recover_max
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(router)

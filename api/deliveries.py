@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
@@ -41,6 +42,7 @@ from api.writer import Written
 from hookline.logstore import (
     STATUSES,
     AttemptRecord,
+    FailedMessage,
     LastDelivery,
     LogStore,
     MessageDetail,
@@ -49,7 +51,7 @@ from hookline.logstore import (
     StoreUnavailable,
     UnknownCursor,
 )
-from hookline.logstore.base import to_ms
+from hookline.logstore.base import from_ms, to_ms
 from hookline.metrics import ApiMetrics
 from hookline.payloads import build_payload
 from hookline.records import DeliveryTask, Outcome, Trigger
@@ -64,21 +66,27 @@ __all__ = [
     "DeliveryList",
     "DeliveryLogService",
     "DeliveryOut",
+    "RecoverAccepted",
+    "RecoverRequest",
+    "Recovered",
     "SendAccepted",
     "SendTestRequest",
     "Sent",
     "TaskSender",
     "WebhookLookup",
     "body_text",
+    "parse_recover",
     "present_attempt",
     "present_delivery",
     "present_detail",
+    "present_recovered",
     "present_sent",
     "sample_payload",
 ]
 
 log = logging.getLogger("hookline.api")
 
+_RECOVER_CHUNK = 500  # recover sends awaited together
 MAX_ID_LENGTH = 128  # longer than any message id we make; a longer one names nothing
 
 T = TypeVar("T")
@@ -105,6 +113,22 @@ class Sent:
     event_type: str
     trigger: Literal["manual", "test"]
     attempt: int  # the number its attempt will carry
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What one recover call sent: ``count`` tasks, acknowledged by the broker, oldest first."""
+
+    webhook_id: str
+    since_ms: int
+    count: int
+    has_more: bool  # more failed messages since then than one call sends (HOOKLINE_RECOVER_MAX)
+    pending: int  # left out: an earlier recover sent them and their new attempt is not logged yet
+    unsendable: int  # left out: the log holds no complete body for them
+
+
+#: How long a recovered message counts as pending (its new attempt not logged yet) at most.
+RECOVER_PENDING_MS = 24 * 3600 * 1000
 
 
 def sample_payload(event_type: str, account_id: str) -> tuple[bytes, int]:
@@ -142,6 +166,10 @@ class DeliveryLogService:
         self._store = store
         self._opener = open_store
         self._open_lock = threading.Lock()
+        # Recover: one call at a time per webhook, and what earlier calls sent (message id -> when),
+        # so a repeated call does not send a message again before its new attempt is logged.
+        self._recover_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._recovered: dict[tuple[str, str], dict[str, int]] = {}
 
     # -- reads ------------------------------------------------------------------------------------
     async def list_deliveries(
@@ -261,6 +289,67 @@ class DeliveryLogService:
             event_type, webhook_id, account, task.message_id,
         )
         return Sent(task.message_id, webhook_id, event_type, "test", 1)
+
+    async def recover(self, account: str, webhook_id: str, since_ms: int, *, limit: int) -> Recovered:
+        """Send again, once each and oldest first (order of first attempt), every message of the
+        webhook that failed for good and was first attempted at ``since_ms`` or later: at most
+        ``limit``, each with its message id, its logged body and trigger ``recover``.
+
+        Calls for one webhook run one after the other in this instance; a message an earlier call
+        sent is left out until its new attempt is logged (or a day has passed), so a repeated call
+        never sends it twice.
+        """
+        hook = self._webhooks.get(account, webhook_id)
+        if not hook.active:
+            raise ApiError("webhook_inactive", "the webhook is inactive; activate it to recover", status=409)
+        key = (account, webhook_id)
+        lock = self._recover_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            now_ms = int(self._clock() * 1000)
+            sent = {m: t for m, t in self._recovered.get(key, {}).items() if now_ms - t < RECOVER_PENDING_MS}
+            since = from_ms(since_ms)
+            wanted = limit + 1 + len(sent)
+            found = await self._read(lambda s: s.failed_since(account, webhook_id, since, limit=wanted))
+
+            def waiting(f: FailedMessage) -> bool:  # sent by an earlier call, new attempt not logged yet
+                return to_ms(f.message.last_attempt_at) < sent.get(f.message.message_id, 0)
+
+            pending = [f for f in found if waiting(f)]
+            todo = [f for f in found if not waiting(f)]
+            has_more = len(todo) > limit
+            todo = todo[:limit]
+            sendable = [f for f in todo if f.body and _is_json(f.body)]
+            hook = self._webhooks.get(account, webhook_id)  # the current config, after the read
+            tasks = [self._recover_task(hook, f) for f in sendable]
+            try:
+                if tasks:
+                    await self._send(tasks[0], "recover")  # starts the producer: the rest keep order
+                for i in range(1, len(tasks), _RECOVER_CHUNK):
+                    # Each send produces before it first waits, so one partition gets them in this order.
+                    await asyncio.gather(*(self._send(t, "recover") for t in tasks[i : i + _RECOVER_CHUNK]))
+            finally:
+                stamp = int(self._clock() * 1000)
+                sent.update((t.message_id, stamp) for t in tasks)
+                self._recovered[key] = sent
+        log.info(
+            "recover of webhook %s requested by account %s: %d sent, %d pending, %d unsendable%s",
+            webhook_id, account, len(tasks), len(pending), len(todo) - len(sendable),
+            " (more remain)" if has_more else "",
+        )
+        return Recovered(webhook_id, since_ms, len(tasks), has_more, len(pending), len(todo) - len(sendable))
+
+    def _recover_task(self, hook: Webhook, failed: FailedMessage) -> DeliveryTask:
+        msg = failed.message
+        return self._task(
+            hook,
+            message_id=msg.message_id,
+            event_id=msg.event_id,
+            event_type=msg.event_type,
+            occurred_at_ms=to_ms(msg.event_occurred_at),
+            payload=failed.body,
+            attempt=failed.last_attempt + 1,
+            trigger="recover",
+        )
 
     def close(self) -> None:
         """Close the store if this service opened it."""
@@ -404,6 +493,39 @@ def present_detail(d: MessageDetail) -> dict[str, Any]:
     return {"message": present_delivery(d.message), "attempts": [present_attempt(a) for a in d.attempts]}
 
 
+def parse_recover(body: dict[str, Any]) -> int:
+    """The ``since`` of a recover request body, as epoch milliseconds."""
+    unknown = sorted(k for k in body if k != "since")
+    if unknown:
+        shown = unknown[0] if len(unknown[0]) <= 64 else unknown[0][:64] + "..."
+        raise InvalidRequest("unknown_field", f"unknown field {shown!r}; allowed: since")
+    value = body.get("since")
+    if value is None:
+        raise InvalidRequest("since_required", "give since: an RFC 3339 time, e.g. 2024-06-01T00:00:00Z")
+    if not isinstance(value, str):
+        raise InvalidRequest("invalid_type", "since must be a string")
+    try:
+        when = datetime.fromisoformat(value) if len(value) <= 64 else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None or "T" not in value.upper():
+        raise InvalidRequest(
+            "invalid_since", "since must be an RFC 3339 time with an offset, e.g. 2024-06-01T00:00:00Z"
+        )
+    return to_ms(when)
+
+
+def present_recovered(r: Recovered) -> dict[str, Any]:
+    return {
+        "webhookId": r.webhook_id,
+        "since": rfc3339(r.since_ms),
+        "count": r.count,
+        "hasMore": r.has_more,
+        "pending": r.pending,
+        "unsendable": r.unsendable,
+    }
+
+
 def present_sent(s: Sent) -> dict[str, Any]:
     return {"messageId": s.message_id, "eventType": s.event_type, "trigger": s.trigger, "attempt": s.attempt}
 
@@ -485,3 +607,20 @@ class SendAccepted(BaseModel):
     eventType: EventName
     trigger: Literal["manual", "test"]
     attempt: int = Field(description="The number the attempt will carry.")
+
+
+class RecoverRequest(BaseModel):
+    since: str = Field(description="RFC 3339 time with an offset: messages first attempted then or later.")
+
+
+class RecoverAccepted(BaseModel):
+    webhookId: str
+    since: str
+    count: int = Field(description="Messages sent again now, oldest first (order of first attempt).")
+    hasMore: bool = Field(
+        description="More failed messages remain than one call sends (HOOKLINE_RECOVER_MAX): call again."
+    )
+    pending: int = Field(
+        description="Left out: an earlier recover sent them and their new attempt is not logged yet."
+    )
+    unsendable: int = Field(description="Left out: the log holds no complete body for them.")

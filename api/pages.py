@@ -13,6 +13,7 @@ Routes (HTML, none in the OpenAPI document)::
     GET  /settings/webhooks/{id}/logs                   deliveries, filtered by status and event
     GET  /settings/webhooks/{id}/logs/{message_id}      every attempt of one delivery
     POST /settings/webhooks/{id}/logs/{message_id}/redeliver
+    POST /settings/webhooks/{id}/recover                send again what failed in the last hours
     GET  /static/...                                    CSS and JS (no inline script anywhere)
 
 Every POST carries the session's CSRF token (see :mod:`api.sessions`); every page is
@@ -78,6 +79,9 @@ NOTICES = {
     "deleted": "Webhook deleted.",
     "test_sent": "Test event sent. It shows up below as soon as its first attempt is made.",
     "redelivered": "Redelivery queued. The new attempt shows up below as soon as it is made.",
+    "recovered": "Recover queued: the failed messages of that period are sent again, oldest first.",
+    "recovered_more": "Recover queued for as many messages as one call sends; more remain: recover again.",
+    "recovered_none": "No failed messages in that period to send again.",
     "signed_out": "You are signed out.",
 }
 
@@ -102,6 +106,8 @@ class DeliveryLogs(Protocol):
     async def redeliver(self, account: str, webhook_id: str, message_id: str) -> Any: ...
 
     async def send_test(self, account: str, webhook_id: str, event_type: str) -> Any: ...
+
+    async def recover(self, account: str, webhook_id: str, since_ms: int, *, limit: int) -> Any: ...
 
 
 class _PageError(Exception):
@@ -573,6 +579,28 @@ async def redeliver(request: Request, webhook_id: str, message_id: str) -> Respo
     except ApiError as exc:
         _raise_page(exc)
     return _redirect(f"/settings/webhooks/{webhook_id}/logs/{message_id}?notice=redelivered")
+
+
+#: The periods the logs page offers to recover, in hours.
+RECOVER_HOURS = (1, 24, 72, 168)
+
+
+@router.post("/settings/webhooks/{webhook_id}/recover")
+async def recover(request: Request, webhook_id: str) -> Response:
+    ctx, form = await _posted(request)
+    _owned(ctx, webhook_id)
+    hours = form.first("hours")
+    if hours not in {str(h) for h in RECOVER_HOURS}:
+        raise _PageError(422, "Unknown period", "Choose one of the periods offered.")
+    since_ms = int((datetime.now(UTC).timestamp() - int(hours) * 3600) * 1000)
+    try:
+        done = await _require_logs(request).recover(
+            ctx.account, webhook_id, since_ms, limit=request.app.state.recover_max
+        )
+    except ApiError as exc:
+        _raise_page(exc)
+    notice = "recovered_more" if done.has_more else "recovered" if done.count else "recovered_none"
+    return _redirect(f"/settings/webhooks/{webhook_id}/logs?notice={notice}")
 
 
 # -- wiring --------------------------------------------------------------------------------------

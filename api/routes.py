@@ -17,10 +17,14 @@ from api.deliveries import (
     DeliveryDetailOut,
     DeliveryList,
     DeliveryLogService,
+    RecoverAccepted,
+    RecoverRequest,
     SendAccepted,
     SendTestRequest,
+    parse_recover,
     present_delivery,
     present_detail,
+    present_recovered,
     present_sent,
 )
 from api.errors import ApiError, InvalidRequest
@@ -109,7 +113,7 @@ async def _read_json(request: Request, accepted: tuple[str, ...]) -> dict[str, A
 
 
 def _body_doc(
-    model: type[WebhookCreate] | type[WebhookPatch] | type[SendTestRequest],
+    model: type[WebhookCreate] | type[WebhookPatch] | type[SendTestRequest] | type[RecoverRequest],
     media_types: tuple[str, ...],
     *,
     required: bool = True,
@@ -272,3 +276,22 @@ async def send_test(request: Request, account_id: Account, webhook_id: str) -> R
         event_type = value
     sent = await deliveries.send_test(account_id, webhook_id, event_type)
     return JSONResponse(present_sent(sent), status_code=202)
+
+
+@router.post(
+    "/webhooks/{webhook_id}/recover",
+    status_code=202,
+    summary="Send again, oldest first, every message that failed for good since a time (trigger recover)",
+    tags=["deliveries"],
+    responses={
+        202: {"model": RecoverAccepted},
+        409: {"model": ErrorBody, "description": "The webhook is inactive"},
+    },
+    openapi_extra=_body_doc(RecoverRequest, (JSON,)),
+)
+async def recover(request: Request, account_id: Account, webhook_id: str) -> Response:
+    _service(request).get(account_id, webhook_id)  # 404 before judging the body of someone else's
+    since_ms = parse_recover(await _read_json(request, (JSON,)))
+    limit: int = request.app.state.recover_max
+    done = await _deliveries(request).recover(account_id, webhook_id, since_ms, limit=limit)
+    return JSONResponse(present_recovered(done), status_code=202)

@@ -274,7 +274,7 @@ class LogSinkMetrics:
 METHODS = ("GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS")
 WRITE_KINDS = ("create", "update", "delete")
 WRITE_OUTCOMES = ("ok", "failed")
-SEND_TRIGGERS = ("manual", "test")
+SEND_TRIGGERS = ("manual", "test", "recover")
 
 
 def status_class(status: int | None) -> str:
@@ -324,7 +324,8 @@ class ApiMetrics:
         )
         self.sends = Counter(
             f"{NS}_api_sends_total",
-            "Redeliveries (manual) and test sends produced to the delivery topic, by trigger and outcome.",
+            "Redeliveries (manual), test sends and recovered messages produced to the delivery topic,"
+            " by trigger and outcome.",
             ["trigger", "outcome"],
             registry=r,
         )

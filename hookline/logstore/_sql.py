@@ -27,6 +27,7 @@ from hookline.logstore.base import (
     MAX_PAGE,
     STATUSES,
     AttemptRecord,
+    FailedMessage,
     LastDelivery,
     MessageDetail,
     MessagePage,
@@ -504,6 +505,28 @@ class SqlStore:
             )
             attempts = [_attempt(a) for a in cur.fetchall()]
         return MessageDetail(_summary(row), attempts)
+
+    def failed_since(
+        self, account_id: str, webhook_id: str, since: datetime, *, limit: int
+    ) -> list[FailedMessage]:
+        d = self.dialect
+        # The body of the earliest attempt that logged one, and the highest attempt number logged.
+        scope = "a.account_id = m.account_id AND a.webhook_id = m.webhook_id AND a.message_id = m.message_id"
+        columns = ", ".join(f"m.{c}" for c in ("seq", *_MESSAGE_COLUMNS))
+        sql = (
+            f"SELECT {columns},"
+            f" (SELECT a.request_body FROM hookline_attempts a WHERE {scope} AND length(a.request_body) > 0"
+            "  ORDER BY a.attempted_at, a.attempt, a.id LIMIT 1),"
+            f" (SELECT MAX(a.attempt) FROM hookline_attempts a WHERE {scope})"
+            " FROM hookline_messages m"
+            " WHERE m.account_id = ? AND m.webhook_id = ? AND m.status = 'failed'"
+            " AND m.trigger_kind <> 'test' AND m.first_attempt_at >= ?"
+            " ORDER BY m.first_attempt_at, m.seq LIMIT ?"
+        )
+        with self._read() as cur:
+            cur.execute(d.sql(sql), (account_id, webhook_id, to_ms(since), limit))
+            rows = cur.fetchall()
+        return [FailedMessage(_summary(r[:-2]), bytes(r[-2] or b""), int(r[-1])) for r in rows]
 
     def last_status_by_webhook(self, account_id: str) -> dict[str, LastDelivery]:
         with self._read() as cur:

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_PAGE",
     "STATUSES",
     "AttemptRecord",
+    "FailedMessage",
     "LastDelivery",
     "LogStore",
     "LogStoreError",
@@ -177,6 +178,15 @@ class LastDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedMessage:
+    """A message that failed for good, with what sending it again needs: its body and last attempt number."""
+
+    message: MessageSummary
+    body: bytes  # of its earliest attempt that logged one; empty when none did
+    last_attempt: int  # the highest attempt number logged
+
+
+@dataclass(frozen=True, slots=True)
 class Purged:
     """What one retention purge deleted."""
 
@@ -215,6 +225,14 @@ class LogStore(Protocol):
 
     def last_status_by_webhook(self, account_id: str) -> dict[str, LastDelivery]:
         """Webhook id -> its latest attempt, for every webhook of the account that has one."""
+        ...
+
+    def failed_since(
+        self, account_id: str, webhook_id: str, since: datetime, *, limit: int
+    ) -> list[FailedMessage]:
+        """Up to ``limit`` messages of the webhook whose status is ``failed`` and whose first attempt
+        is at ``since`` or later, in order of first attempt (then of first storing); test sends are
+        left out. What ``recover`` sends again."""
         ...
 
     def purge_older_than(self, cutoff: datetime, *, max_messages: int | None = None) -> Purged:

@@ -509,3 +509,41 @@ def test_times_convert_exactly() -> None:
         assert to_ms(from_ms(ms)) == ms
     with pytest.raises(ValueError):
         to_ms(datetime(2026, 1, 1))
+
+
+# ----------------------------------------------------------------------------------- recover
+
+
+def test_failed_since_lists_failed_messages_in_order_of_first_attempt(store: LogStore) -> None:
+    acct, wh = ids()
+    other_acct, other_wh = ids()
+    t0 = now_ms() - 600_000
+    rows = [
+        # stored out of order: "late" first, though its first attempt is the latest
+        delivery_result(acct, wh, "late", 1, attempted_at=t0 + 3000, outcome="dead_lettered"),
+        delivery_result(acct, wh, "early", 1, attempted_at=t0 + 1000, outcome="failed", final=False),
+        delivery_result(acct, wh, "early", 2, attempted_at=t0 + 1500, outcome="deferred", final=False),
+        delivery_result(acct, wh, "early", 3, attempted_at=t0 + 2500, outcome="dead_lettered"),
+        delivery_result(acct, wh, "mid", 1, attempted_at=t0 + 2000, outcome="dead_lettered"),
+        delivery_result(acct, wh, "old", 1, attempted_at=t0 - 1000, outcome="dead_lettered"),
+        delivery_result(acct, wh, "ok", 1, attempted_at=t0 + 1200, outcome="delivered"),
+        delivery_result(acct, wh, "again", 1, attempted_at=t0 + 1300, outcome="failed", final=False),
+        delivery_result(acct, wh, "sample", 1, attempted_at=t0 + 1400, outcome="failed", final=True,
+                        trigger="test"),
+        delivery_result(other_acct, wh, "theirs", 1, attempted_at=t0 + 1100, outcome="dead_lettered"),
+        delivery_result(acct, other_wh, "elsewhere", 1, attempted_at=t0 + 1100, outcome="dead_lettered"),
+    ]
+    store.insert_attempts(rows)
+    since = from_ms(t0)
+    got = store.failed_since(acct, wh, since, limit=10)
+    assert [f.message.message_id for f in got] == ["early", "mid", "late"]
+    early = got[0]
+    assert early.last_attempt == 3 and early.message.status == "failed"
+    assert early.body == rows[1].request_body and early.body
+    assert [f.message.message_id for f in store.failed_since(acct, wh, since, limit=2)] == ["early", "mid"]
+    assert store.failed_since(acct, wh, from_ms(t0 + 2001), limit=10)[0].message.message_id == "late"
+    assert store.failed_since(other_acct, wh, since, limit=10)[0].message.message_id == "theirs"
+    # A message whose latest attempt is deferred is still retrying, not failed.
+    store.insert_attempts([delivery_result(acct, wh, "mid", 2, attempted_at=t0 + 4000, outcome="deferred",
+                                           final=False)])
+    assert [f.message.message_id for f in store.failed_since(acct, wh, since, limit=10)] == ["early", "late"]
