@@ -175,6 +175,7 @@ def test_posts_without_or_with_a_wrong_csrf_token_are_refused(page_api: RunningA
         (f"/settings/webhooks/{hook_id}/delete", {}),
         (f"/settings/webhooks/{hook_id}/test", {"event": "SALE_NEW"}),
         (f"/settings/webhooks/{hook_id}/logs/msg_x/redeliver", {}),
+        (f"/settings/webhooks/{hook_id}/recover", {"hours": "24"}),
         ("/signout", {}),
     ]
     for path, data in posts:
@@ -392,7 +393,22 @@ def test_another_accounts_webhook_is_not_found(page_api: RunningApi) -> None:
             (f"/settings/webhooks/{wid}/delete", {}),
             (f"/settings/webhooks/{wid}/test", {"event": "SALE_NEW"}),
             (f"/settings/webhooks/{wid}/logs/msg_whatever/redeliver", {}),
+            (f"/settings/webhooks/{wid}/recover", {"hours": "24"}),
         ):
             assert b.post(path, data={**data, "csrf": b_csrf}).status_code == 404, path
     hook = page_api.client().get(f"/api/webhooks/{hook_id}").json()
     assert hook["name"] == "A's private hook"
+
+
+def test_the_logs_page_offers_recover_and_says_what_it_did(page_api: RunningApi) -> None:
+    c, csrf = sign_in(page_api)
+    hook_id = create_hook(c, csrf, name="Recover me")
+    logs = c.get(f"/settings/webhooks/{hook_id}/logs")
+    assert f'action="/settings/webhooks/{hook_id}/recover"' in logs.text
+    assert "Recover failed messages" in logs.text
+    done = c.post(f"/settings/webhooks/{hook_id}/recover", data={"hours": "24", "csrf": csrf})
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/settings/webhooks/{hook_id}/logs?notice=recovered_none"
+    assert "No failed messages in that period" in c.get(done.headers["location"]).text
+    wrong = c.post(f"/settings/webhooks/{hook_id}/recover", data={"hours": "5", "csrf": csrf})
+    assert wrong.status_code == 422 and "Unknown period" in wrong.text
