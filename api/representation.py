@@ -50,6 +50,7 @@ def present(webhook: Webhook) -> dict[str, Any]:
         ],
         "active": webhook.active,
         "disabledReason": webhook.disabled_reason,
+        "disabledAt": rfc3339(webhook.disabled_at),
         "createdAt": rfc3339(webhook.created_at),
         "updatedAt": rfc3339(webhook.updated_at),
     }
@@ -103,6 +104,9 @@ class WebhookOut(BaseModel):
     subscriptions: list[SubscriptionOut]
     active: bool
     disabledReason: str | None = Field(description="Why the platform disabled the webhook, or null.")
+    disabledAt: str | None = Field(
+        default=None, description="RFC 3339 time the platform disabled the webhook, or null."
+    )
     createdAt: str
     updatedAt: str
 

@@ -206,6 +206,7 @@ class WebhookService:
                 subscriptions=subscriptions,
                 active=active,
                 disabled_reason=reason,
+                disabled_at=current.disabled_at if reason is not None else None,
             )
             if changes.secret is not None:
                 nxt = replace(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,18 @@ class Webhook:
     disabled_reason: str | None = None
     previous_secret: SealedSecret | None = None
     previous_secret_expires_at: int | None = None
+    disabled_at: int | None = None  # when the platform switched it off (410 Gone, a failure streak)
+
+    def switched_off(self, *, reason: str, now_ms: int) -> Webhook:
+        """This webhook switched off by the platform: inactive, with ``reason``, one version later."""
+        return dataclasses.replace(
+            self,
+            active=False,
+            disabled_reason=reason,
+            disabled_at=now_ms,
+            version=self.version + 1,
+            updated_at=max(now_ms, self.updated_at),
+        )
 
     def wants(self, event_type: str) -> bool:
         """True when this webhook is active and subscribed (not disabled) to ``event_type``."""
@@ -86,6 +99,7 @@ class Webhook:
             ],
             "active": self.active,
             "disabledReason": self.disabled_reason,
+            "disabledAt": self.disabled_at,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
             "version": self.version,
@@ -108,6 +122,7 @@ class Webhook:
             ),
             active=bool(r["active"]),
             disabled_reason=r.get("disabledReason"),
+            disabled_at=r.get("disabledAt"),
             created_at=int(r["createdAt"]),
             updated_at=int(r["updatedAt"]),
             version=int(r["version"]),

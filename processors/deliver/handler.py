@@ -176,9 +176,7 @@ def new_attempt_id() -> str:
 
 def disabled_config(webhook: Webhook, *, reason: str, now_ms: int) -> Webhook:
     """``webhook`` switched off by the platform: inactive, with ``reason``, one version later."""
-    return dataclasses.replace(
-        webhook, active=False, disabled_reason=reason, version=webhook.version + 1, updated_at=now_ms
-    )
+    return webhook.switched_off(reason=reason, now_ms=now_ms)
 
 
 class TaskHandler:

@@ -803,3 +803,33 @@ def test_results_and_tasks_written_before_deferred_and_recover_still_decode() ->
     assert (new["outcome"], new["trigger"]) == ("deferred", "recover")
     with pytest.raises(CodecError):  # the old writer never knew the new symbols
         Codec([old_result]).encode(full_name(old_result), {**result, "outcome": "deferred"})
+
+
+def test_a_config_written_before_disabled_at_still_loads() -> None:
+    """WebhookConfig gained ``disabledAt`` (issue 11): a config the previous version wrote (the
+    compacted topic keeps it forever) decodes with ``disabledAt`` null and loads as a Webhook."""
+    from hookline.webhooks import Webhook
+
+    old = load("history/WebhookConfig.dac77fa4434f8639.avsc")
+    secret = {"keyId": "k1", "nonce": b"n" * 12, "ciphertext": b"c" * 20}
+    record = {
+        "id": "wh_1",
+        "accountId": "acct",
+        "name": "n",
+        "url": "https://example.com/",
+        "secret": secret,
+        "subscriptions": [{"event": "SALE_NEW"}],
+        "active": False,
+        "disabledReason": "410 Gone",
+        "createdAt": 1,
+        "updatedAt": 2,
+        "version": 3,
+    }
+    written = Codec([old]).encode(full_name(old), record)
+    assert written[2:10] != fingerprint("WebhookConfig")
+    got = decode(written, "WebhookConfig")
+    assert got["disabledAt"] is None
+    hook = Webhook.from_record(got)
+    assert (hook.active, hook.disabled_reason, hook.disabled_at, hook.version) == (False, "410 Gone", None, 3)
+    again = decode(encode("WebhookConfig", hook.to_record()), "WebhookConfig")
+    assert again["disabledAt"] is None and again["disabledReason"] == "410 Gone"
