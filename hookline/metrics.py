@@ -18,6 +18,7 @@ __all__ = [
     "ApiMetrics",
     "ConfigViewMetrics",
     "DeliveryMetrics",
+    "HealthMetrics",
     "LogSinkMetrics",
     "RouterMetrics",
     "metric_names",
@@ -31,6 +32,7 @@ OUTCOMES = ("delivered", "failed", "skipped", "dead_lettered", "deferred")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 DEFER_REASONS = ("backlog", "breaker")
 BREAKER_TRANSITIONS = ("opened", "closed")
+WEBHOOK_EVENT_TYPES = ("webhook.failing", "webhook.disabled", "webhook.recovered")
 #: Every error class, plus "none" for an attempt without one (delivered or skipped).
 ERROR_CLASSES = ("none", *_POLICY_ERROR_CLASSES)
 EVENT_TYPES = _EVENT_TYPES
@@ -111,6 +113,38 @@ class RouterMetrics:
             registry=r,
         )
         self.consumer_lag = consumer_lag_gauge(r)
+
+
+@dataclass
+class HealthMetrics:
+    """The health processor's (inside the router process, docs/architecture.md §6)."""
+
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.events = Counter(
+            f"{NS}_health_webhook_events_total",
+            "Operator events written to webhook-events (webhook.failing, .disabled, .recovered).",
+            ["type"],
+            registry=r,
+        )
+        self.results = Counter(
+            f"{NS}_health_results_total", "Result records the health processor read.", registry=r
+        )
+        self.state_writes = Counter(
+            f"{NS}_health_state_writes_total", "Streak changes written to the health table.", registry=r
+        )
+        self.failing = Gauge(
+            f"{NS}_health_webhooks_failing",
+            "Webhooks of this instance's partitions whose streak has crossed an alert threshold.",
+            ["state"],
+            registry=r,
+        )
+        for kind in WEBHOOK_EVENT_TYPES:
+            self.events.labels(kind)
+        for state in ("failing", "disabled"):
+            self.failing.labels(state)
 
 
 @dataclass
@@ -351,7 +385,14 @@ def metric_names() -> set[str]:
     """Every sample name the roles can export (dashboards and rules are checked against it)."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     names: set[str] = set()
-    for build in (ApiMetrics, RouterMetrics, DeliveryMetrics, ConfigViewMetrics, LogSinkMetrics):
+    for build in (
+        ApiMetrics,
+        RouterMetrics,
+        DeliveryMetrics,
+        ConfigViewMetrics,
+        LogSinkMetrics,
+        HealthMetrics,
+    ):
         reg = CollectorRegistry()
         build(reg)
         for fam in reg.collect():

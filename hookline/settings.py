@@ -124,6 +124,13 @@ class Settings:
         "Seconds between the probe attempts an open breaker lets through.", 30.0
     )
     recover_max: int = _doc("Failed messages one recover call re-sends at most.", 10_000)
+    disable_after_failures: int = _doc(
+        "Consecutive failed messages that disable a webhook (alerts at 50/70/90 %; 0 = never).", 100
+    )
+    disable_after: float = _doc(
+        "Seconds a failure streak (of at least 3 failed messages) may last before the webhook is disabled.",
+        5 * 24 * 3600.0,
+    )
     log_format: str = _doc("`json`, `text`, or `auto` (text on a terminal, JSON otherwise).", "auto")
     log_level: str = _doc("Root log level.", "INFO")
 
@@ -143,6 +150,8 @@ class Settings:
             raise SettingsError("HOOKLINE_API_AUTH_FAILURE_LIMIT: must be >= 0 (0 = no limit)")
         if self.breaker_failures < 0 or self.breaker_probe_interval <= 0:
             raise SettingsError("HOOKLINE_BREAKER_*: failures must be >= 0, the probe interval positive")
+        if self.disable_after_failures < 0 or self.disable_after <= 0:
+            raise SettingsError("HOOKLINE_DISABLE_AFTER*: failures must be >= 0, the age positive")
         if self.recover_max < 1:
             raise SettingsError("HOOKLINE_RECOVER_MAX: must be at least 1")
         if self.api_auth_failure_window <= 0:

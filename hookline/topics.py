@@ -11,6 +11,7 @@ __all__ = [
     "CONTACT_EVENTS",
     "DELIVERIES",
     "DLQ",
+    "HEALTH_EVENTS",
     "RESULTS",
     "SALE_EVENTS",
     "TopicSpec",
@@ -24,6 +25,7 @@ CONFIG = "webhook-config"
 DELIVERIES = "webhook-deliveries"
 RESULTS = "webhook-results"
 DLQ = "webhook-dlq"
+HEALTH_EVENTS = "webhook-events"  # operator events about webhook health
 
 _DAY_MS = 24 * 3600 * 1000
 
@@ -65,6 +67,7 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(DELIVERIES, 12, dict(keep_week)),
         TopicSpec(RESULTS, 6, dict(keep_week)),
         TopicSpec(DLQ, 3, {"retention.ms": str(30 * _DAY_MS)}),
+        TopicSpec(HEALTH_EVENTS, 3, {"retention.ms": str(30 * _DAY_MS)}),
     ]
     for delay in sorted(set(settings.retry_schedule)):
         # A tier must keep records at least as long as they wait in it, plus a day of slack.
