@@ -84,7 +84,11 @@ class TopicWriter:
         if self._producer is None:
             # API writes wait for their ack one by one: send at once instead of lingering.
             given = self._given
-            kafka = given if given is not None else new_producer(self._settings, **{"linger.ms": 0})
+            kafka = (
+                given
+                if given is not None
+                else new_producer(self._settings, **{"linger.ms": 0, "client.id": "hookline-api"})
+            )
             # Started before it is visible: a concurrent send must not find it without its thread.
             self._producer = AsyncProducer(kafka, name=self._name, logger=log).start()
         else:

@@ -17,6 +17,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="INFO", help="HOOKLINE_LOG_LEVEL of the roles (default INFO)")
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of worker and router")
     p.add_argument("--keep", action="store_true", help="keep logs, arrivals and bench topics")
+    p.add_argument("--broker-pid", type=int, help="pid of the --bootstrap broker, to count its CPU too")
+    p.add_argument(
+        "--broker-requests",
+        action="store_true",
+        help="log every broker request (costs broker CPU) and report requests/s per client in the CPU runs",
+    )
+    p.add_argument(
+        "--only",
+        choices=["cpu", "curve"],
+        help="cpu: only the baselines and the main pipeline's CPU curve, maximum and latency runs; "
+        "curve: only the idle and fixed-rate CPU runs (and their profile), no baselines",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -36,6 +48,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         log_level=args.log_level,
         profile=not args.no_profile,
         keep=args.keep,
+        only=args.only,
+        broker_requests=args.broker_requests,
+        broker_pid=args.broker_pid,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     say(f"hookline bench, {plan.name} mode, results in {args.out}")

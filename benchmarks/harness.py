@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,13 +60,33 @@ class Plan:
     drain_seconds: float  # extra time allowed for a run's backlog to arrive
     retries: int = 2  # extra overload runs when a maximum run did not saturate the pipeline
     grace_seconds: float = 1.0  # the measurement window closes this long after the last publish
+    idle_seconds: float = 30.0  # the idle pipeline's CPU is sampled this long
+    cpu_rates: tuple[tuple[int, float], ...] = ((20, 30.0), (100, 20.0), (500, 12.0))  # (events/s, seconds)
 
 
 PLANS: dict[str, Plan] = {
     "full": Plan("full", 8, 16, 100_000, 300, 20, 20, 600, 256, 8, (1_000, 10_000), 10_000, 30_000, 10, 90),
     "quick": Plan("quick", 3, 16, 20_000, 100, 6, 8, 300, 256, 8, (1_000, 10_000), 10_000, 8_000, 5, 60),
     "smoke": Plan(
-        "smoke", 1, 16, 2_000, 20, 2, 2, 50, 16, 2, (50, 200), 200, 400, 0, 30, retries=0, grace_seconds=0.5
+        "smoke",
+        1,
+        16,
+        2_000,
+        20,
+        2,
+        2,
+        50,
+        16,
+        2,
+        (50, 200),
+        200,
+        400,
+        0,
+        30,
+        retries=0,
+        grace_seconds=0.5,
+        idle_seconds=2.0,
+        cpu_rates=((20, 2.0), (100, 2.0)),
     ),
 }
 
@@ -78,7 +99,15 @@ TARGETS: tuple[tuple[str, str, float, str], ...] = (
     ("retention_c512_vs_c16", ">=", 0.9, "throughput at 512 connections ÷ at 16"),
     ("router_ratio_vs_e2e", ">=", 2.0, "router events/s ÷ end-to-end maximum deliveries/s"),
     ("retention_10000_vs_10_webhooks", ">=", 0.9, "throughput with 10,000 webhooks ÷ with 10"),
+    # Issue 14: CPU that follows the traffic (all processes of the pipeline, broker included).
+    ("cpu_us_per_delivery_at_20", "<=", 8000, "CPU per delivery at 20 events/s, all processes (µs)"),
+    ("cpu_us_per_delivery_at_100", "<=", 2500, "CPU per delivery at 100 events/s, all processes (µs)"),
+    ("cpu_us_per_delivery_at_max", "<=", 1200, "CPU per delivery at saturation, all processes (µs)"),
+    ("idle_cores", "<=", 0.03, "CPU of the idle pipeline, all processes (cores)"),
 )
+
+#: The processes of the pipeline whose CPU counts (the loopback sink and the generator do not).
+PIPELINE_PROCESSES = ("broker", "router", "worker", "logsink", "api")
 
 
 class Bench:
@@ -91,6 +120,9 @@ class Bench:
         log_level: str = "INFO",
         profile: bool = True,
         keep: bool = False,
+        only: str | None = None,
+        broker_requests: bool = False,
+        broker_pid: int | None = None,
     ) -> None:
         from hookline.sealing import generate_key
 
@@ -100,6 +132,8 @@ class Bench:
         self.log_level = log_level
         self.profile = profile and plan.profile_seconds > 0
         self.keep = keep
+        self.broker_requests = broker_requests  # log every broker request; count them per client
+        self.only = only  # "cpu": baselines and the main pipeline's CPU curve and maximum only
         self.tag = uuid.uuid4().hex[:6]
         self.seed = f"{self.tag}-{uuid.uuid4().hex}"
         self.secret_key = generate_key("bench")
@@ -107,7 +141,7 @@ class Bench:
         self.logs = self.work / "logs"
         self.logs.mkdir()
         self.broker: Any = None
-        self.broker_pid: int | None = None
+        self.broker_pid: int | None = broker_pid  # of a broker given by --bootstrap, for its CPU
         self.sink: Child | None = None
         self.sink_url = ""
         self.pipelines: list[Pipeline] = []
@@ -126,10 +160,12 @@ class Bench:
         try:
             self._start_broker()
             self._start_sink()
-            self._baselines()
+            if self.only != "curve":
+                self._baselines()
             self._main_pipeline()
-            self._router_alone()
-            self._webhook_counts()
+            if self.only not in ("cpu", "curve"):
+                self._router_alone()
+                self._webhook_counts()
             self.sink_stats = self.sink_ctl("stats")
         finally:
             self.close()
@@ -173,7 +209,7 @@ class Bench:
             kafka_controller_port=free_port(),
             kafka_heap="1g",
         )
-        self.broker = LocalKafka(settings, out=sys.stderr)
+        self.broker = LocalKafka(settings, out=sys.stderr, request_log=self.broker_requests)
         status = self.broker.start(timeout=180)
         self.broker_pid = status.pid
         self._bootstrap = self.broker.bootstrap
@@ -239,6 +275,8 @@ class Bench:
             "broker": self.broker_pid,
             "router": pipe.router.pid if pipe is not None and pipe.router is not None else None,
             "worker": pipe.worker.pid if pipe is not None and pipe.worker is not None else None,
+            "logsink": pipe.logsink.pid if pipe is not None and pipe.logsink is not None else None,
+            "api": pipe.api.pid if pipe is not None and pipe.api is not None else None,
             "sink": self.sink.pid if self.sink is not None else None,
         }
 
@@ -391,6 +429,7 @@ class Bench:
         while time.time() < window_end:
             time.sleep(min(0.1, max(0.0, window_end - time.time())))
         cpu1 = CpuSample.take(self.pids(pipe))
+        cpu_window = cpu1.at - cpu0.at
         expected = sum(len(pipe.groups[accounts[s % len(accounts)]]) for s in published)
         drain = self.plan.drain_seconds + (span if overload else 0.0)
 
@@ -446,6 +485,7 @@ class Bench:
             "throughput_window_s": [round(lo - start, 3), round(hi - start, 3)],
             "latency_s": _quantiles(lat),
             "cpu_s": delivered_cpu,
+            "cpu_window_s": round(cpu_window, 3),
             "cpu_us_per_delivery": {
                 k: round(v / delivered * 1e6, 1) if v is not None else None for k, v in delivered_cpu.items()
             },
@@ -511,9 +551,15 @@ class Bench:
         singles, fans = list(single), list(fan)
         pipe.start_router()
         pipe.start_worker()
-        say("main: waiting for the router and the worker")
+        pipe.start_logsink()
+        pipe.start_api()
+        say("main: waiting for the router, the worker, the log sink and the API")
         pipe.wait_ready()
         self.warm_up(pipe, "warmup", singles)
+        self._cpu_curve(pipe, singles)
+        if self.only == "curve":
+            pipe.stop()
+            return
 
         guess = 0.5 * self.results.get("raw_aiohttp_rps", 1000.0)
         if self.plan.retries:
@@ -537,6 +583,7 @@ class Bench:
         say("pipeline: maximum deliveries/s, fan-out to 10 webhooks")
         fo = self.measure_max(pipe, "max_fanout_10", fans, e2e)
         self.results["e2e_fanout10_deliveries_per_s"] = fo["throughput_deliveries_per_s"]
+        self._cpu_totals("max", mx)
 
         for pct in (50, 80):
             say(f"pipeline: latency at {pct} % of the maximum ({e2e * pct / 100:.0f} deliveries/s)")
@@ -551,6 +598,9 @@ class Bench:
 
         if self.profile:
             self._profile_run(pipe, singles, e2e)
+        if self.only == "cpu":
+            pipe.stop()
+            return
 
         for conc in (16, 512):
             say(f"pipeline: maximum deliveries/s with {conc} connections (deliver_concurrency={conc})")
@@ -565,6 +615,106 @@ class Bench:
         )
         self._memory(pipe, singles)
         pipe.stop()
+
+    def _cpu_curve(self, pipe: Pipeline, singles: list[str]) -> None:
+        """Idle cores, then CPU per delivery per process at each fixed offered rate (issue 14)."""
+        p = self.plan
+        say(f"cpu: the idle pipeline for {p.idle_seconds:g}s (after 5 s to settle)")
+        time.sleep(5.0)
+        before = CpuSample.take(self.pids(pipe))
+        t0 = time.time()
+        time.sleep(p.idle_seconds)
+        after = CpuSample.take(self.pids(pipe))
+        elapsed = after.at - before.at
+        self._request_rates("idle", t0, time.time())
+        idle = {k: round(v / elapsed, 4) for k, v in after.since(before).items() if v is not None}
+        self.runs["idle"] = {"seconds": round(elapsed, 1), "cores": idle}
+        self.results["idle_cores"] = round(sum(idle.get(k, 0.0) for k in PIPELINE_PROCESSES), 4)
+        self.results["idle_cores_per_process"] = {k: idle[k] for k in PIPELINE_PROCESSES if k in idle}
+        say(f"  idle: {self.results['idle_cores']:.3f} cores " + _per_process(idle, "{:.3f}"))
+        for rate, seconds in p.cpu_rates:
+            say(f"cpu: {rate} events/s for {seconds:g}s")
+            t0 = time.time()
+            r = self.run_load(pipe, f"cpu_at_{rate}", singles, rate=rate, duration=seconds, keep_series=False)
+            self._cpu_totals(str(rate), r)
+            self._request_rates(f"cpu_at_{rate}", t0 + 2.0, t0 + seconds)
+        if self.profile:
+            self._profile_at(pipe, singles, 100, ("router", "worker", "logsink"))
+
+    def _profile_at(self, pipe: Pipeline, singles: list[str], rate: int, roles: tuple[str, ...]) -> None:
+        """py-spy on ``roles`` during a separate run at ``rate`` events/s (never a measured run)."""
+        exe = py_spy()
+        if exe is None:
+            self.notes.append("no profile: py-spy is not installed (pip install 'hookline[bench]')")
+            return
+        seconds = self.plan.profile_seconds
+        say(f"profile: py-spy on {', '.join(roles)} for {seconds:g}s at {rate} events/s")
+        spies: list[tuple[str, PySpy]] = []
+
+        def attach() -> None:
+            time.sleep(1.0)
+            for role in roles:
+                child = getattr(pipe, role)
+                if child is not None and child.pid is not None:
+                    out = self.logs / f"profile-{role}-at-{rate}.raw"
+                    spies.append((role, PySpy(child.pid, seconds, out)))
+
+        self.run_load(
+            pipe,
+            f"profiled_at_{rate}",
+            singles,
+            rate=rate,
+            duration=seconds + 2,
+            keep_series=False,
+            during=attach,
+        )
+        self.runs.pop(f"profiled_at_{rate}", None)
+        for role, spy in spies:
+            err = spy.wait(timeout=seconds + 60)
+            raw = spy.out.read_text() if spy.out.exists() else ""
+            text, shares = summarize(raw, f"{role} at {rate} events/s ({seconds:g}s, py-spy)")
+            if not raw:
+                text += f"\npy-spy said: {err.strip()[-500:]}\n"
+            (self.out / f"profile-{role}-at-{rate}.txt").write_text(text)
+            self.profiles[f"{role}_at_{rate}"] = {k: round(v, 4) for k, v in list(shares.items())[:12]}
+
+    def _request_rates(self, run: str, start: float, end: float) -> None:
+        """Broker requests per second by client id and API between ``start`` and ``end`` (epoch s)."""
+        log = self.broker.request_log if self.broker is not None else None
+        if log is None or not log.exists():
+            return
+        counts: dict[str, int] = {}
+        lo, hi = int(start * 1000), int(end * 1000)
+        with log.open("rb") as f:
+            for line in f:
+                stamp, _, rest = line.partition(b" ")
+                if not stamp.isdigit() or not lo <= int(stamp) < hi:
+                    continue
+                client = re.search(rb'"clientId":"([^"]*)"', rest)
+                api = re.search(rb'"requestApiKeyName":"([^"]*)"', rest)
+                if client and api:
+                    key = f"{client.group(1).decode()} {api.group(1).decode()}"
+                    counts[key] = counts.get(key, 0) + 1
+        seconds = max(1e-3, end - start)
+        rates = {k: round(v / seconds, 1) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+        self.runs.setdefault("broker_requests", {})[run] = rates
+        total = sum(rates.values())
+        say(
+            f"  broker requests in {run}: {total:.0f}/s — "
+            + ", ".join(f"{k} {v}" for k, v in list(rates.items())[:8])
+        )
+
+    def _cpu_totals(self, label: str, run: dict[str, Any]) -> None:
+        per = {k: run["cpu_us_per_delivery"].get(k) for k in PIPELINE_PROCESSES}
+        total = sum(v for v in per.values() if v is not None)
+        self.results[f"cpu_us_per_delivery_at_{label}"] = round(total, 1)
+        self.results[f"cpu_us_per_delivery_at_{label}_per_process"] = per
+        self.results[f"cpu_cores_at_{label}"] = round(
+            sum(v for k, v in run["cpu_s"].items() if k in PIPELINE_PROCESSES and v is not None)
+            / max(1e-3, run["cpu_window_s"]),
+            3,
+        )
+        say(f"  CPU per delivery at {label}: {total:.0f} µs " + _per_process(per, "{:.0f}"))
 
     def _profile_run(self, pipe: Pipeline, singles: list[str], e2e: float) -> None:
         exe = py_spy()
@@ -943,6 +1093,11 @@ def _quantiles(values: list[float]) -> dict[str, float | int | None]:
         "p999": percentile(values, 0.999),
         "max": max(values) if values else None,
     }
+
+
+def _per_process(values: Mapping[str, float | None], fmt: str) -> str:
+    shown = [f"{k} {fmt.format(values[k])}" for k in PIPELINE_PROCESSES if values.get(k) is not None]
+    return "(" + ", ".join(shown) + ")"
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

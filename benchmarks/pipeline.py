@@ -78,8 +78,12 @@ class Pipeline:
         self.accounts_file = logs / f"{name}-accounts.json"
         self.router: Child | None = None
         self.worker: Child | None = None
+        self.logsink: Child | None = None
+        self.api: Child | None = None
         self.router_port = 0
         self.worker_port = 0
+        self.logsink_port = 0
+        self.api_port = 0
         self.worker_settings: dict[str, str] = {}
 
     @property
@@ -147,6 +151,9 @@ class Pipeline:
             "HOOKLINE_RETRY_SCHEDULE": ",".join(f"{d:g}" for d in BENCH_RETRY_SCHEDULE),
             "HOOKLINE_LOG_FORMAT": "text",
             "HOOKLINE_LOG_LEVEL": self.log_level,
+            # The delivery log of this pipeline: the log sink writes it, the API reads it.
+            "HOOKLINE_DATABASE_URL": f"sqlite:///{(self.logs / f'{self.name}-logs.sqlite3').resolve()}",
+            "HOOKLINE_API_KEYS": ",".join(f"{a}:bench-key-{i}" for i, a in enumerate(self.accounts)),
         }
         env.update(extra or {})
         return env
@@ -179,8 +186,38 @@ class Pipeline:
         ).start()
         return self.worker
 
+    def start_logsink(self) -> Child:
+        """The log sink, writing this pipeline's SQLite delivery log (every bench run has it)."""
+        self.logsink_port = free_port()
+        self.logsink = Child.python(
+            f"{self.name}-logsink",
+            "benchmarks.launch",
+            ["logsink", "--metrics-port", str(self.logsink_port)],
+            env=self.role_env(),
+            log_path=self.logs / f"{self.name}-logsink.log",
+        ).start()
+        return self.logsink
+
+    def start_api(self) -> Child:
+        """The management API over the same log store and config topic (its idle cost counts too)."""
+        self.api_port = free_port()
+        self.api = Child.python(
+            f"{self.name}-api",
+            "benchmarks.launch",
+            ["api", "--host", "127.0.0.1", "--port", str(self.api_port)],
+            env=self.role_env(),
+            log_path=self.logs / f"{self.name}-api.log",
+        ).start()
+        return self.api
+
     def wait_ready(self, timeout: float = 120.0) -> None:
-        for child, port in ((self.router, self.router_port), (self.worker, self.worker_port)):
+        roles = (
+            (self.router, self.router_port),
+            (self.worker, self.worker_port),
+            (self.logsink, self.logsink_port),
+            (self.api, self.api_port),
+        )
+        for child, port in roles:
             if child is None:
                 continue
 
@@ -207,6 +244,10 @@ class Pipeline:
     def stop(self) -> None:
         self.stop_worker()
         self.stop_router()
+        for child in (self.logsink, self.api):
+            if child is not None:
+                child.stop(timeout=30)
+        self.logsink = self.api = None
 
     def topic_names(self) -> list[str]:
         from hookline.topics import all_topics

@@ -29,8 +29,6 @@ _MARK_NEEDLE = b'"slug":"bench_t0","value":"'
 _REGISTERED_AT = 1_700_000_000_000
 
 
-
-
 def format_mark(run: str, seq: int, t0: float) -> str:
     return f"{run}|{seq}|{t0:.6f}"
 

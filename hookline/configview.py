@@ -28,13 +28,20 @@ __all__ = ["ConfigView"]
 
 log = logging.getLogger(__name__)
 
+
 class ConfigView:
     """Consume the config topic in a background thread; serve lookups by id and by account."""
 
     def __init__(
-        self, settings: Settings, *, poll_timeout: float = 0.1, metrics: ConfigViewMetrics | None = None
+        self,
+        settings: Settings,
+        *,
+        poll_timeout: float = 0.1,
+        metrics: ConfigViewMetrics | None = None,
+        client_id: str = "hookline-configs",
     ) -> None:
         self._metrics = metrics
+        self._client_id = client_id  # the broker's request log and quotas tell the roles' views apart
         self._settings = settings
         self._topic = settings.topic(CONFIG)
         self._poll_timeout = poll_timeout
@@ -124,7 +131,7 @@ class ConfigView:
 
     def _end_offsets(self) -> dict[int, int]:
         if self._admin is None:
-            self._admin = AdminClient(common_config(self._settings))
+            self._admin = AdminClient({**common_config(self._settings), "client.id": self._client_id})
         parts = sorted(self._targets or {})
         specs = {TopicPartition(self._topic, p): OffsetSpec.latest() for p in parts}  # type: ignore[no-untyped-call]
         futures = self._admin.list_offsets(specs, request_timeout=5)
@@ -163,7 +170,9 @@ class ConfigView:
 
     def _consume(self) -> None:
         conf: dict[str, Any] = consumer_config(
-            self._settings, None, **{"enable.auto.commit": False, "group.id": "hookline-config-view"}
+            self._settings,
+            None,
+            **{"enable.auto.commit": False, "group.id": "hookline-config-view", "client.id": self._client_id},
         )
         consumer = Consumer(conf)
         try:

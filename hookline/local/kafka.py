@@ -92,9 +92,12 @@ def _alive(pid: int) -> bool:
 class LocalKafka:
     """Fetch, start, stop and inspect the local broker described by ``settings``."""
 
-    def __init__(self, settings: Settings, out: TextIO | None = None) -> None:
+    def __init__(self, settings: Settings, out: TextIO | None = None, *, request_log: bool = False) -> None:
         self.settings = settings
+        # Diagnostics (``hookline bench``): every request the broker completes, one line each with
+        # its client id and API, in ``kafka/requests.log``. It costs the broker CPU; never by default.
         self.dir = settings.home / "kafka"
+        self.request_log = self.dir / "requests.log" if request_log else None
         self.libs = settings.kafka_libs_dir
         self.data = self.dir / "data"
         self.pid_file = self.dir / "kafka.pid"
@@ -208,6 +211,16 @@ class LocalKafka:
             "logger.apache.name = org.apache.kafka\nlogger.apache.level = WARN\n"
             "logger.started.name = kafka.server.KafkaRaftServer\nlogger.started.level = INFO\n"
             "logger.state.name = state.change.logger\nlogger.state.level = WARN\n"
+            + (
+                "appender.req.type = File\nappender.req.name = REQ\n"
+                f"appender.req.fileName = {self.request_log.resolve()}\n"
+                "appender.req.layout.type = PatternLayout\n"
+                "appender.req.layout.pattern = %d{UNIX_MILLIS} %m%n\n"
+                "logger.req.name = kafka.request.logger\nlogger.req.level = DEBUG\n"
+                "logger.req.additivity = false\nlogger.req.appenderRef.req.ref = REQ\n"
+                if self.request_log is not None
+                else ""
+            )
         )
         return path
 
@@ -329,4 +342,3 @@ class LocalKafka:
         _CHILDREN.pop(pid, None)
         self.pid_file.unlink(missing_ok=True)
         return True
-

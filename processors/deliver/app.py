@@ -54,7 +54,7 @@ class Deliver:
         self.registry = registry or CollectorRegistry()
         self.metrics = DeliveryMetrics(self.registry, attempt_timeout=settings.attempt_timeout)
         self.sealer = Sealer.from_settings(settings)  # fails now, not at the first delivery, without a key
-        self.view = ConfigView(settings)
+        self.view = ConfigView(settings, client_id="hookline-deliver-configs")
         self.worker: Worker | None = None
 
     def topics(self) -> list[str]:
@@ -92,7 +92,7 @@ class Deliver:
             self.view.stop()
 
     async def _run(self, s: Settings, stop: asyncio.Event) -> None:
-        sink = KafkaSink(new_producer(s)).start()
+        sink = KafkaSink(new_producer(s, **{"client.id": "hookline-deliver"})).start()
         topics = DeliveryTopics(
             results=s.topic(RESULTS),
             dlq=s.topic(DLQ),
@@ -105,6 +105,7 @@ class Deliver:
             # A resumed partition is fetched with the next fetch request, after the current long
             # poll returns: keep that wait short, since partitions pause and resume all the time.
             "fetch.wait.max.ms": 100,
+            "client.id": "hookline-deliver",
         }
         if s.deliver_instance_id:
             overrides["group.instance.id"] = s.deliver_instance_id

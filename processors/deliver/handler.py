@@ -392,8 +392,13 @@ class TaskHandler:
             m.webhooks_disabled.labels(decision.reason).inc()
         log.info(
             "attempt message=%s webhook=%s attempt=%d outcome=%s status=%s error=%s latency=%.3fs%s",
-            task.message_id, task.webhook_id, task.attempt, outcome, exchange.status or "-",
-            exchange.error_class or "-", exchange.latency,
+            task.message_id,
+            task.webhook_id,
+            task.attempt,
+            outcome,
+            exchange.status or "-",
+            exchange.error_class or "-",
+            exchange.latency,
             f" next_in={decision.delay:.2f}s" if isinstance(decision, Retry) else "",
         )
 
@@ -479,7 +484,10 @@ class TaskHandler:
         self._metrics.deliveries.labels("skipped", "none", "none").inc()
         log.info(
             "attempt message=%s webhook=%s attempt=%d outcome=skipped reason=%r",
-            task.message_id, task.webhook_id, task.attempt, reason,
+            task.message_id,
+            task.webhook_id,
+            task.attempt,
+            reason,
         )
 
     async def _dead_letter_input(self, rec: Record, reason: str, detail: str) -> None:
@@ -490,8 +498,15 @@ class TaskHandler:
     ) -> None:
         now_ms = int(self._clock() * 1000)
         message = f"the webhook's secret cannot be used: {type(exc).__name__}"
-        exchange = Exchange(new_attempt_id(), now_ms, public_url(webhook.url), {}, 0.0, error_class="secret",
-                            error_message=message)
+        exchange = Exchange(
+            new_attempt_id(),
+            now_ms,
+            public_url(webhook.url),
+            {},
+            0.0,
+            error_class="secret",
+            error_message=message,
+        )
         result = DeliveryResult.of(task, exchange, outcome="dead_lettered", final=True)
         # The error line below names the webhook; the dead letter's own line stays at INFO.
         dead = self._dead_letters.letter(rec.source, "secret_unavailable", str(exc), level=logging.INFO)

@@ -329,4 +329,3 @@ def _describe(exc: BaseException, timeout: float) -> str:
     if inner is not exc and str(exc) and str(exc) not in text:
         text = f"{exc}: {text}"
     return redact(f"{type(inner).__name__}: {text}")[:1000]
-

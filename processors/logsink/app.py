@@ -107,8 +107,10 @@ class LogSink:
             store = self._open_store(stop)
             if store is None:
                 return
-            consumer = new_consumer(self.settings, GROUP, **{"enable.auto.offset.store": False})
-            producer = new_producer(self.settings)
+            consumer = new_consumer(
+                self.settings, GROUP, **{"enable.auto.offset.store": False, "client.id": "hookline-logsink"}
+            )
+            producer = new_producer(self.settings, **{"client.id": "hookline-logsink"})
             try:
                 consumer.subscribe(
                     [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -197,8 +199,10 @@ class LogSink:
         for msg, reason, detail in dead:
             self._dead_letter(producer, msg, reason, detail)
         if (dead and producer.flush(30)) or self._dlq_errors:
-            log.warning("log sink: DLQ writes failed (%s); the batch will be read again",
-                        "; ".join(self._dlq_errors[:3]) or "timeout")
+            log.warning(
+                "log sink: DLQ writes failed (%s); the batch will be read again",
+                "; ".join(self._dlq_errors[:3]) or "timeout",
+            )
             self._dlq_errors.clear()
             self._rewind(consumer, first)
             return False
@@ -319,8 +323,12 @@ class LogSink:
             return min(self.purge_interval, 30.0)
         self.metrics.purged_messages.inc(purged.messages)
         if purged.messages:
-            log.info("log sink: purged %d messages (%d attempts) last attempted before %s",
-                     purged.messages, purged.attempts, cutoff.isoformat(timespec="seconds"))
+            log.info(
+                "log sink: purged %d messages (%d attempts) last attempted before %s",
+                purged.messages,
+                purged.attempts,
+                cutoff.isoformat(timespec="seconds"),
+            )
         return self.purge_interval if purged.complete else 1.0
 
     def _update_lag(self, consumer: Consumer) -> None:

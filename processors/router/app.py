@@ -36,7 +36,9 @@ class Router:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = RouterMetrics(self.registry)
-        self.view = ConfigView(settings, metrics=ConfigViewMetrics(self.registry))
+        self.view = ConfigView(
+            settings, metrics=ConfigViewMetrics(self.registry), client_id="hookline-router-configs"
+        )
         self.dead_letters = DeadLetters("router", settings.topic(DLQ), self.metrics.dead_lettered, log)
         self.app = self._build_app()
         self.assigned = False
@@ -49,6 +51,7 @@ class Router:
         app = faust.App(
             s.topic("hookline-router"),
             broker=brokers,
+            broker_client_id="hookline-router",
             env_prefix="HOOKLINE_FAUST_",
             processing_guarantee="at_least_once",
             producer_acks=-1,
