@@ -48,7 +48,7 @@ from api.sessions import (
     SessionCodec,
 )
 from api.throttle import admit, refused
-from api.validation import UrlRules
+from api.validation import UrlRules, WebhookChanges
 from hookline.logstore import STATUSES, LastDelivery, MessageDetail, MessagePage
 from hookline.settings import Settings
 from hookline.webhooks import EVENT_TYPES, Webhook
@@ -77,6 +77,7 @@ NOTICES = {
     "created": "Webhook created.",
     "saved": "Webhook saved.",
     "deleted": "Webhook deleted.",
+    "enabled": "Webhook switched back on. Its failure streak starts again from zero.",
     "test_sent": "Test event sent. It shows up below as soon as its first attempt is made.",
     "redelivered": "Redelivery queued. The new attempt shows up below as soon as it is made.",
     "recovered": "Recover queued: the failed messages of that period are sent again, oldest first.",
@@ -140,9 +141,12 @@ class _Context:
 # -- rendering -----------------------------------------------------------------------------------
 
 
-def _when(moment: datetime | None) -> str:
+def _when(moment: datetime | int | None) -> str:
+    """A time for people; an int is epoch milliseconds (a config record's ``disabledAt``)."""
     if moment is None:
         return ""
+    if isinstance(moment, int):
+        moment = datetime.fromtimestamp(moment / 1000, UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -469,6 +473,17 @@ async def edit(request: Request, webhook_id: str) -> Response:
             _raise_page(exc)
         return _form_page(ctx, form, {}, hook=hook, problem=_sentence(exc.message), status=exc.status)
     return _redirect(_list_url("saved"))
+
+
+@router.post("/settings/webhooks/{webhook_id}/enable")
+async def enable(request: Request, webhook_id: str) -> Response:
+    """The banner's one click: switch a webhook the platform disabled back on (PATCH {"active": true})."""
+    ctx, _ = await _posted(request)
+    try:
+        await _service(request).update(ctx.account, webhook_id, WebhookChanges(active=True))
+    except ApiError as exc:
+        _raise_page(exc)
+    return _redirect(_list_url("enabled"))
 
 
 @router.get("/settings/webhooks/{webhook_id}/delete")

@@ -11,6 +11,7 @@ __all__ = [
     "CONTACT_EVENTS",
     "DELIVERIES",
     "DLQ",
+    "HEALTH_CHANGELOG",
     "HEALTH_EVENTS",
     "RESULTS",
     "SALE_EVENTS",
@@ -26,6 +27,9 @@ DELIVERIES = "webhook-deliveries"
 RESULTS = "webhook-results"
 DLQ = "webhook-dlq"
 HEALTH_EVENTS = "webhook-events"  # operator events about webhook health
+#: The router's health table's changelog: Faust names it ``<app id>-<table>-changelog`` and would create
+#: it itself; declared here so that deployments that create topics ahead (Strimzi) have it too.
+HEALTH_CHANGELOG = "hookline-router-webhook-health-changelog"
 
 _DAY_MS = 24 * 3600 * 1000
 
@@ -68,6 +72,8 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(RESULTS, 6, dict(keep_week)),
         TopicSpec(DLQ, 3, {"retention.ms": str(30 * _DAY_MS)}),
         TopicSpec(HEALTH_EVENTS, 3, {"retention.ms": str(30 * _DAY_MS)}),
+        # Partitioned like the results topic: the health agent's table is co-partitioned with it.
+        TopicSpec(HEALTH_CHANGELOG, 6, {"cleanup.policy": "compact"}),
     ]
     for delay in sorted(set(settings.retry_schedule)):
         # A tier must keep records at least as long as they wait in it, plus a day of slack.

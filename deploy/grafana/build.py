@@ -432,6 +432,22 @@ def delivery() -> list[Panel | Row]:
             unit="ops",
             width=12,
         ),
+        Panel(
+            "Failing and disabled webhooks",
+            "Webhooks whose failure streak crossed an alert threshold (failing: 50-90 % of "
+            "HOOKLINE_DISABLE_AFTER_FAILURES) or that the health processor disabled and that have "
+            "not delivered or been re-enabled since (the router's health table; runbook: webhook disabled).",
+            [Target("sum by (state) (hookline_health_webhooks_failing)", "{{state}}")],
+            width=12,
+        ),
+        Panel(
+            "Webhook health events",
+            "Operator events written to webhook-events: webhook.failing, webhook.disabled, "
+            "webhook.recovered.",
+            [Target(rate("hookline_health_webhook_events_total", "type"), "{{type}}")],
+            unit="ops",
+            width=12,
+        ),
     ]
 
 

@@ -23,7 +23,17 @@ HOOK = {
     "subscriptions": ["SALE_NEW", "CONTACT_CREATED"],
 }
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-PUBLIC_FIELDS = {"id", "name", "url", "subscriptions", "active", "disabledReason", "createdAt", "updatedAt"}
+PUBLIC_FIELDS = {
+    "id",
+    "name",
+    "url",
+    "subscriptions",
+    "active",
+    "disabledReason",
+    "disabledAt",
+    "createdAt",
+    "updatedAt",
+}
 
 
 def records_of(api: RunningApi, webhook_id: str) -> list[Webhook | None]:
@@ -48,7 +58,7 @@ def test_create_read_patch_delete_round_trip(api: RunningApi) -> None:
     assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:], validate=True)) == 24
     assert set(doc) == PUBLIC_FIELDS
     assert doc["name"] == HOOK["name"] and doc["url"] == HOOK["url"] and doc["active"] is True
-    assert doc["disabledReason"] is None
+    assert doc["disabledReason"] is None and doc["disabledAt"] is None
     # Subscriptions come back in the canonical event order, each with its own disabled state.
     assert doc["subscriptions"] == [
         {"event": "CONTACT_CREATED", "disabledAt": None, "disabledReason": None},
