@@ -22,6 +22,9 @@ def write_all(
         orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     )
     plots = _plots(out, series, latencies)
+    cpu_plot = _cpu_plot(out, results)
+    if cpu_plot is not None:
+        plots.append(cpu_plot)
     results_md = out / "results.md"
     results_md.write_text(markdown(results, [p.name for p in plots]))
     return [*written, results_md, *plots]
@@ -146,6 +149,48 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_plot(out: Path, results: dict[str, Any]) -> Path | None:
+    """CPU per delivery against the offered rate, stacked by process (issue 14)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    labels = sorted(
+        (int(k.removeprefix("cpu_us_per_delivery_at_").removesuffix("_per_process")), k)
+        for k in results
+        if k.startswith("cpu_us_per_delivery_at_")
+        and k.endswith("_per_process")
+        and k.split("_")[5].isdigit()
+    )
+    points = [(str(rate), results[k]) for rate, k in labels]
+    if "cpu_us_per_delivery_at_max_per_process" in results:
+        sat = results.get("e2e_deliveries_per_s")
+        points.append(
+            (f"max ({sat:.0f}/s)" if sat else "max", results["cpu_us_per_delivery_at_max_per_process"])
+        )
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    bottom = [0.0] * len(points)
+    for proc in ("broker", "router", "worker", "logsink", "api"):
+        heights = [float(p[1].get(proc) or 0.0) / 1000 for p in points]
+        ax.bar([p[0] for p in points], heights, bottom=bottom, label=proc)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.set_xlabel("offered events/s (one webhook per event)")
+    ax.set_ylabel("CPU per delivery (ms)")
+    ax.set_title("CPU per delivery by process and rate")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = out / "cpu.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def _plots(out: Path, series: dict[str, Any], latencies: dict[str, list[float]]) -> list[Path]:

@@ -29,6 +29,10 @@ KEYS = (
     "retention_c512_vs_c16",
     "router_events_per_s",
     "ledger_balanced",
+    "cpu_us_per_delivery_at_20",
+    "cpu_us_per_delivery_at_100",
+    "cpu_us_per_delivery_at_max",
+    "idle_cores",
 )
 
 
@@ -83,7 +87,18 @@ def test_smoke_mode_writes_every_figure_a_balanced_ledger_and_the_plots(
     assert set(results["targets"]) >= {"e2e_ratio_vs_aiohttp", "bytes_per_inflight_delivery"}
     table = (out / "results.md").read_text()
     assert "| target |" in table and "latency.png" in table
-    for plot in ("latency.png", "throughput.png"):
+    # CPU per delivery per process, every role of the pipeline counted (the log sink and the API too).
+    for rate in ("20", "100", "max"):
+        per = results[f"cpu_us_per_delivery_at_{rate}_per_process"]
+        assert set(per) == {"broker", "router", "worker", "logsink", "api"}, per
+        # The broker's CPU counts when the bench started it; the session broker here is not its own.
+        external = results["environment"]["bootstrap"] == "external"
+        assert all(per[p] is not None for p in per if not (external and p == "broker")), (rate, per)
+        total = sum(v for v in per.values() if v is not None)
+        assert results[f"cpu_us_per_delivery_at_{rate}"] == pytest.approx(total, abs=1), rate
+    roles = {"router", "worker", "logsink", "api"}
+    assert set(results["idle_cores_per_process"]) == roles | (set() if external else {"broker"})
+    for plot in ("latency.png", "throughput.png", "cpu.png"):
         data = (out / plot).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000, plot
     # Nothing the bench started is left running: no process carries its tag (argv or environment).
