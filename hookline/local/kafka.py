@@ -197,6 +197,12 @@ class LocalKafka:
             # Deleted topics release their files within seconds, not a minute (tests churn topics).
             "file.delete.delay.ms": "2000",
             "log.retention.check.interval.ms": "60000",
+            # A one-node broker on a small machine (issue 14, README "Where the CPU goes"): two network
+            # and two request threads instead of 3 + 8 (fewer threads woken per request), and the
+            # controller's no-op metadata record every 5 s instead of every 0.5 s (idle cost).
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "metadata.max.idle.interval.ms": "5000",
         }
         path = self.dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
