@@ -70,7 +70,7 @@ def create_app(
 
         # Every write waits until the view has applied it, and the view's consume() waits out its
         # timeout to fill a batch: the default 0.2 s would be added to each write.
-        owned_view = ConfigView(settings, poll_timeout=0.02, client_id="hookline-api-configs")
+        owned_view = ConfigView(settings, client_id="hookline-api-configs")
         view = owned_view
     writer = ConfigWriter(settings, producer)
     service = WebhookService(view, writer, sealer, metrics, max_per_account=settings.max_webhooks_per_account)
