@@ -39,6 +39,6 @@ ENV PATH=/opt/hookline/bin:$PATH \
 WORKDIR /var/lib/hookline
 USER 10001:10001
 # api, router, deliver, logsink (metrics and probes; the API serves them on its HTTP port).
-EXPOSE 8080 9102 9103 9104
+EXPOSE 8080 9102 9103 9104 9105
 ENTRYPOINT ["hookline"]
 CMD ["--help"]

@@ -30,6 +30,10 @@ _ALL_COMMANDS: dict[str, tuple[str, str]] = {
         "processors.logsink._cmd",
         "Run the log sink: write every delivery attempt from the results topic to the log store.",
     ),
+    "health": (
+        "processors.health._cmd",
+        "Run the health processor: failure streaks per webhook, alerts, and disables.",
+    ),
     "topics": ("hookline._cmd_topics", "Create every hookline topic (idempotent) or list them."),
     "settings": ("hookline._cmd_settings", "Print every HOOKLINE_* setting, its value and meaning."),
     "produce": ("producers._cmd_produce", "Publish realistic sample events of all six kinds."),

@@ -1,6 +1,6 @@
 """``/metrics``, ``/healthz`` and ``/readyz`` on a role's own port, from a small thread.
 
-Used by the roles that have no web framework of their own (router, deliver, logsink).
+Used by the roles that have no web framework of their own (router, deliver, logsink, health).
 """
 
 from __future__ import annotations

@@ -103,6 +103,7 @@ class Settings:
     router_metrics_port: int = _doc("Port for the router's /metrics, /healthz, /readyz.", 9102)
     deliver_metrics_port: int = _doc("Port for the delivery worker's /metrics, /healthz, /readyz.", 9103)
     logsink_metrics_port: int = _doc("Port for the log sink's /metrics, /healthz, /readyz.", 9104)
+    health_metrics_port: int = _doc("Port for the health processor's /metrics, /healthz, /readyz.", 9105)
     max_webhooks_per_account: int = _doc("Cap on webhooks one account may own.", 100)
     connect_timeout: float = _doc("Seconds to establish a connection to a receiver.", 5.0)
     attempt_timeout: float = _doc("Total seconds one delivery attempt may take.", 15.0)

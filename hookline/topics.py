@@ -27,9 +27,9 @@ DELIVERIES = "webhook-deliveries"
 RESULTS = "webhook-results"
 DLQ = "webhook-dlq"
 HEALTH_EVENTS = "webhook-events"  # operator events about webhook health
-#: The router's health table's changelog: Faust names it ``<app id>-<table>-changelog`` and would create
+#: The health role's table's changelog: Faust names it ``<app id>-<table>-changelog`` and would create
 #: it itself; declared here so that deployments that create topics ahead (Strimzi) have it too.
-HEALTH_CHANGELOG = "hookline-router-webhook-health-changelog"
+HEALTH_CHANGELOG = "hookline-health-webhook-health-changelog"
 
 _DAY_MS = 24 * 3600 * 1000
 

@@ -44,7 +44,7 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-ROLES = ("api", "processors.router", "processors.deliver", "processors.logsink")
+ROLES = ("api", "processors.router", "processors.deliver", "processors.logsink", "processors.health")
 
 # package (a folder) -> modules it must never import
 IMPORT_RULES: dict[str, set[str]] = {
@@ -72,7 +72,7 @@ def test_imports_flow_one_way():
 def test_the_layout_names_each_role():
     """A newcomer finds every role from ``ls``: a folder each, the kernel holding none of them."""
     for folder in ("api", "producers", "schemas", "processors/router", "processors/deliver",
-                   "processors/logsink", "hookline/local"):
+                   "processors/logsink", "processors/health", "hookline/local"):
         assert (REPO / folder / "__init__.py").is_file(), folder
     # No role modules left loose in the kernel or in processors/.
     assert sorted(p.name for p in (REPO / "processors").glob("*.py")) == ["__init__.py"]

@@ -7,7 +7,7 @@ import sys
 
 from hookline.settings import Settings
 
-ROLES = ["api", "router", "deliver", "logsink"]
+ROLES = ["api", "router", "deliver", "logsink", "health"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

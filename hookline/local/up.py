@@ -206,6 +206,7 @@ class Pipeline:
             "router": (["router"], f"http://127.0.0.1:{s.router_metrics_port}/readyz"),
             "deliver": (["deliver"], f"http://127.0.0.1:{s.deliver_metrics_port}/readyz"),
             "logsink": (["logsink"], f"http://127.0.0.1:{s.logsink_metrics_port}/readyz"),
+            "health": (["health"], f"http://127.0.0.1:{s.health_metrics_port}/readyz"),
         }
         wanted = [r for r in roles if r in ports]
         if demo:

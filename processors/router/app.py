@@ -16,11 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from hookline.clients import records_behind
 from hookline.configview import ConfigView
-from hookline.metrics import ConfigViewMetrics, HealthMetrics, RouterMetrics
+from hookline.metrics import ConfigViewMetrics, RouterMetrics
 from hookline.records import DeadLetters, Source
 from hookline.settings import Settings
 from hookline.topics import CONTACT_EVENTS, DELIVERIES, DLQ, SALE_EVENTS
-from processors.router.health import Health
 from processors.router.routing import tasks_for
 from schemas.codec import CodecError, decode
 
@@ -79,7 +78,6 @@ class Router:
         )
         self.deliveries = app.topic(s.topic(DELIVERIES), key_serializer="raw", value_serializer="raw")
         self.dlq = app.topic(s.topic(DLQ), key_serializer="raw", value_serializer="raw")
-        self.health = Health(app, s, self.view, HealthMetrics(self.registry))  # §6, endpoint health
 
         router = self
 

@@ -1,7 +1,7 @@
 """Endpoint health over the real pipeline (issue 11, points 1-3).
 
-The API in this process; ``hookline router`` (which runs the health processor) and ``hookline
-deliver`` as processes; one real broker; receivers on 127.0.0.1. The threshold is 10 failed
+The API in this process; ``hookline health``, ``hookline router`` and ``hookline deliver`` as
+processes; one real broker; receivers on 127.0.0.1. The threshold is 10 failed
 messages (alerts at 5, 7, 9 and 10); retries come after 2 s and 8 s, so a message's last attempt
 is due well after its webhook was disabled.
 """
@@ -35,7 +35,8 @@ SCHEDULE = (2.0, 8.0)
 class Stack:
     api: RunningApi
     router: Role
-    router_port: int
+    health: Role
+    health_port: int
     receiver: Receiver
     events: EventWriter
     alerts: TopicReader
@@ -85,9 +86,12 @@ def stack(make_api: Callable[..., RunningApi], tmp_path: Path) -> Iterator[Stack
         HOOKLINE_DISABLE_AFTER_FAILURES=str(THRESHOLD),
         HOOKLINE_BREAKER_PROBE_INTERVAL="1",  # the breaker opened during the streak: probe soon
     )
-    router_port, deliver_port = free_port(), free_port()
+    router_port, deliver_port, health_port = free_port(), free_port(), free_port()
     router = Role(
         ["router"], {**env, "HOOKLINE_ROUTER_METRICS_PORT": str(router_port)}, tmp_path / "router.log"
+    )
+    health = Role(
+        ["health"], {**env, "HOOKLINE_HEALTH_METRICS_PORT": str(health_port)}, tmp_path / "health.log"
     )
     deliver = Role(
         ["deliver"], {**env, "HOOKLINE_DELIVER_METRICS_PORT": str(deliver_port)}, tmp_path / "deliver.log"
@@ -98,12 +102,15 @@ def stack(make_api: Callable[..., RunningApi], tmp_path: Path) -> Iterator[Stack
     results = TopicReader(api.settings, "webhook-results")
     try:
         router.start()
+        health.start()
         deliver.start()
         router.wait_ready(router_port, timeout=120)
+        health.wait_ready(health_port, timeout=120)
         deliver.wait_ready(deliver_port, timeout=120)
-        yield Stack(api, router, router_port, receiver, events, alerts, results)
+        yield Stack(api, router, health, health_port, receiver, events, alerts, results)
     finally:
         router.stop()
+        health.stop()
         deliver.stop()
         receiver.stop()
         alerts.close()
@@ -209,7 +216,7 @@ def test_a_killed_and_restarted_health_processor_continues_the_streak(stack: Sta
     stack.receiver.set("/dead", always_500)
     wid = stack.webhook("/dead")
     stack.publish(wid, 6)
-    changelog = TopicReader(stack.api.settings, "hookline-router-webhook-health-changelog")
+    changelog = TopicReader(stack.api.settings, "hookline-health-webhook-health-changelog")
     try:
         wait_until(
             lambda: (s := streak_of(changelog, wid)) is not None and s.failed_messages == 6,
@@ -217,17 +224,17 @@ def test_a_killed_and_restarted_health_processor_continues_the_streak(stack: Sta
             "a streak of 6 in the changelog",
         )
         assert figures(stack.alerts_for(wid)) == EXPECTED[:1]
-        stack.router.kill(signal.SIGKILL)
-        assert stack.router.proc is not None
-        stack.router.proc.wait(10)
-        stack.router.start()
-        stack.router.wait_ready(stack.router_port, timeout=120)
+        stack.health.kill(signal.SIGKILL)
+        assert stack.health.proc is not None
+        stack.health.proc.wait(10)
+        stack.health.start()
+        stack.health.wait_ready(stack.health_port, timeout=120)
         stack.publish(wid, 4)
         try:
             wait_until(lambda: len(stack.alerts_for(wid)) >= 4, 120, "the other three alerts")
         except AssertionError:
-            _status, body = stack.router.get(stack.router_port, "/metrics")
-            wanted = ("hookline_router", "hookline_health")
+            _status, body = stack.health.get(stack.health_port, "/metrics")
+            wanted = ("hookline_health",)
             lines = [x for x in body.decode().splitlines() if x.startswith(wanted)]
             raise AssertionError("\n".join(lines)) from None
         wait_until(lambda: len(stack.finals(wid)) == 10, 120, "every message final")
@@ -239,7 +246,7 @@ def test_a_killed_and_restarted_health_processor_continues_the_streak(stack: Sta
     finally:
         changelog.close()
     assert figures(stack.alerts_for(wid)) == EXPECTED, figures(stack.alerts_for(wid))
-    assert "health: webhook.disabled webhook" in stack.router.log_path.read_text()
+    assert "health: webhook.disabled webhook" in stack.health.log_path.read_text()
     # PATCH {"active": true} is the API's way back; it clears what the processor set.
     r = stack.api.client(KEY_A).patch(f"/api/webhooks/{wid}", json={"active": True})
     assert r.status_code == 200, r.text
@@ -266,7 +273,7 @@ def test_a_flapping_receiver_is_never_disabled(stack: Stack) -> None:
     total = len(stack.results_for(wid))
 
     def processed() -> bool:
-        _status, body = stack.router.get(stack.router_port, "/metrics")
+        _status, body = stack.health.get(stack.health_port, "/metrics")
         for line in body.decode().splitlines():
             if line.startswith("hookline_health_results_total "):
                 return float(line.split()[1]) >= total

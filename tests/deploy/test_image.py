@@ -68,7 +68,13 @@ def test_installs_the_distribution_with_pip_and_exposes_every_role_port():
     )
     exposed = {int(p) for word, rest in final_stage() if word == "EXPOSE" for p in rest.split()}
     s = load_settings({})
-    assert exposed == {s.api_port, s.router_metrics_port, s.deliver_metrics_port, s.logsink_metrics_port}
+    assert exposed == {
+        s.api_port,
+        s.router_metrics_port,
+        s.deliver_metrics_port,
+        s.logsink_metrics_port,
+        s.health_metrics_port,
+    }
     env = " ".join(rest for word, rest in final_stage() if word == "ENV")
     assert "HOOKLINE_METRICS_HOST=0.0.0.0" in env and "HOOKLINE_API_HOST=0.0.0.0" in env
 

@@ -50,6 +50,7 @@ ROLES = {
     "router": "HOOKLINE_ROUTER_METRICS_PORT",
     "deliver": "HOOKLINE_DELIVER_METRICS_PORT",
     "logsink": "HOOKLINE_LOGSINK_METRICS_PORT",
+    "health": "HOOKLINE_HEALTH_METRICS_PORT",
 }
 
 

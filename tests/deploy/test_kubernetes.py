@@ -26,7 +26,7 @@ from tests.deploy.conftest import DEPLOY, load_script
 K8S = DEPLOY / "k8s"
 COMPONENTS = ("keda", "strimzi", "podmonitors", "grafana-dashboards")
 OVERLAYS = {"dev": {"strimzi", "podmonitors", "grafana-dashboards"}, "prod": set(COMPONENTS)}
-ROLES = ("api", "router", "deliver", "logsink")
+ROLES = ("api", "router", "deliver", "logsink", "health")
 #: Kubernetes versions the standard objects are validated against: the oldest we claim, the newest bundled.
 K8S_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
 #: Settings that are secrets: only ever from a Secret, never a ConfigMap or a literal value.
@@ -44,6 +44,7 @@ ROLE_SECRETS = {
     "router": set(),
     "deliver": {"HOOKLINE_SECRET_KEY"},
     "logsink": {"HOOKLINE_DATABASE_URL"},
+    "health": set(),
 }
 STANDARD_GROUPS = {"v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1", "batch/v1"}
 

@@ -3,11 +3,12 @@
 A Faust agent over ``webhook-results`` keeps one :class:`~hookline.health.Streak` per webhook in a
 table (``webhook-health``, changelog ``<app id>-webhook-health-changelog``, partitioned like the
 results topic, so it scales with that topic's partitions and comes back after a restart or a
-rebalance). It runs inside the router process: a Faust app of its own would add an idle Faust
-runtime and another consumer group. The thresholds and the streak rules are pure
+rebalance). It is a role of its own (``hookline health``, Faust app id ``hookline-health``): in the
+router, Faust's table recovery on assignment could hold up routing after a restart (§6), and the
+router must not depend on this table. The thresholds and the streak rules are pure
 (:mod:`hookline.health`); this module does the I/O.
 
-Ordering per result (at least once, as the router): the config that disables a webhook and each
+Ordering per result (at least once): the config that disables a webhook and each
 alert are produced and acknowledged by the broker *before* the table entry that remembers them is
 written; the table (changelog) is flushed before the results offset is committed. A crash can
 therefore repeat an alert (with the same ``eventId``) only in the window between its acknowledgement
@@ -23,6 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 import faust
+from prometheus_client import CollectorRegistry
 
 from hookline.configview import ConfigView
 from hookline.health import (
@@ -34,19 +36,19 @@ from hookline.health import (
     disabled_reason,
     observe,
 )
-from hookline.metrics import HealthMetrics
+from hookline.metrics import ConfigViewMetrics, HealthMetrics
 from hookline.records import DeliveryResult
 from hookline.settings import Settings
 from hookline.topics import CONFIG, HEALTH_EVENTS, RESULTS, all_topics
 from schemas.codec import CodecError, encode
 
-__all__ = ["Health"]
+__all__ = ["Health", "HealthApp"]
 
 log = logging.getLogger("hookline.health")
 
 
 class Health:
-    """The agent, its table and its topics, registered on the router's Faust app."""
+    """The agent, its table and its topics, registered on a Faust app."""
 
     def __init__(self, app: faust.App, settings: Settings, view: ConfigView, metrics: HealthMetrics) -> None:
         s = settings
@@ -179,3 +181,58 @@ class Health:
             return
         self.metrics.failing.labels("failing").set(failing)
         self.metrics.failing.labels("disabled").set(disabled)
+
+
+class HealthApp:
+    """Composition root of the health role: its own Faust app, config view and metrics."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.view = ConfigView(
+            settings, metrics=ConfigViewMetrics(self.registry), client_id="hookline-health-configs"
+        )
+        self.metrics = HealthMetrics(self.registry)
+        self.assigned = False
+        self.app = self._build_app()
+
+    def _build_app(self) -> faust.App:
+        s = self.settings
+        datadir = s.home / "faust" / s.topic("health")
+        datadir.mkdir(parents=True, exist_ok=True)
+        brokers = ";".join(f"kafka://{b.strip()}" for b in s.kafka_bootstrap.split(","))
+        app = faust.App(
+            s.topic("hookline-health"),  # the changelog is named after it (hookline.topics)
+            broker=brokers,
+            broker_client_id="hookline-health",
+            env_prefix="HOOKLINE_FAUST_",
+            processing_guarantee="at_least_once",
+            producer_acks=-1,
+            broker_session_timeout=6.0,
+            broker_heartbeat_interval=0.5,
+            broker_commit_interval=0.5,
+            broker_rebalance_timeout=20.0,
+            consumer_auto_offset_reset="earliest",
+            stream_wait_empty=True,
+            web_enabled=False,
+            web_tables_enabled=False,
+            autodiscover=False,
+            store="memory://",
+            datadir=str(datadir),
+            topic_partitions=1,
+        )
+        self.health = Health(app, s, self.view, self.metrics)
+        root = self
+
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub wants `signal=`
+        async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            root.assigned = True
+
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            root.assigned = False
+
+        return app
+
+    def ready(self) -> bool:
+        return self.view.ready and self.assigned
