@@ -19,7 +19,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DS = {"type": "prometheus", "uid": "${datasource}"}
-ROLE_JOBS = 'job=~"hookline-(api|router|deliver|logsink)"'
+ROLE_JOBS = 'job=~"hookline-(api|router|deliver|logsink|health)"'
 
 # Options that Grafana's published dashboard schema requires of each panel type (deploy/grafana/check
 # decodes the dashboards strictly against it), at the values Grafana writes for a new panel.
@@ -436,7 +436,7 @@ def delivery() -> list[Panel | Row]:
             "Failing and disabled webhooks",
             "Webhooks whose failure streak crossed an alert threshold (failing: 50-90 % of "
             "HOOKLINE_DISABLE_AFTER_FAILURES) or that the health processor disabled and that have "
-            "not delivered or been re-enabled since (the router's health table; runbook: webhook disabled).",
+            "not delivered or been re-enabled since (the health processor's table; runbook: webhook disabled).",
             [Target("sum by (state) (hookline_health_webhooks_failing)", "{{state}}")],
             width=12,
         ),

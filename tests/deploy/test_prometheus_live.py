@@ -140,7 +140,7 @@ class Prometheus:
         config["global"]["evaluation_interval"] = "1s"
         config["rule_files"] = [str(DEPLOY / "prometheus" / "rules.yml")]
         jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-        assert set(jobs) == {f"hookline-{role}" for role in ("api", "router", "deliver", "logsink")}
+        assert set(jobs) == {f"hookline-{role}" for role in ("api", "router", "deliver", "logsink", "health")}
         for job, port in targets.items():
             jobs[job]["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
         config["scrape_configs"] = [jobs[j] for j in targets]
@@ -252,8 +252,10 @@ class Pipeline:
         self.start_role("api", "HOOKLINE_API_PORT", HOOKLINE_API_KEYS=f"{ACCOUNT}:{API_KEY}")
         if HAS_LOGSINK:
             self.start_role("logsink", "HOOKLINE_LOGSINK_METRICS_PORT")
+        # /down's five SALE_NEW messages a wave cross 50 % of 10: a webhook.failing event in wave 1
+        self.start_role("health", "HOOKLINE_HEALTH_METRICS_PORT", HOOKLINE_DISABLE_AFTER_FAILURES="10")
         for role, (r, port) in self.roles.items():
-            r.wait_ready(port, timeout=120 if role == "router" else 60)
+            r.wait_ready(port, timeout=120 if role in ("router", "health") else 60)
 
     def stop(self) -> None:
         for r, _port in self.roles.values():
@@ -381,6 +383,8 @@ def test_every_dashboard_and_alert_query_runs_on_real_scraped_data(
         "unmatched": "sum(hookline_router_events_unmatched_total)",
         "retried": "sum(hookline_retries_scheduled_total)",
         "api requests": "sum(hookline_api_requests_total)",
+        "results read by the health processor": "sum(hookline_health_results_total)",
+        "failing webhook announced": 'sum(hookline_health_webhook_events_total{type="webhook.failing"})',
         # the mean attempt number of finished messages is above 1: some needed a retry
         "finished after a retry": "sum(hookline_delivery_attempt_number_sum)"
         " - sum(hookline_delivery_attempt_number_count)",

@@ -38,6 +38,7 @@ def up_env(home: Path, **settings: str) -> dict[str, str]:
         HOOKLINE_ROUTER_METRICS_PORT=str(free_port()),
         HOOKLINE_DELIVER_METRICS_PORT=str(free_port()),
         HOOKLINE_LOGSINK_METRICS_PORT=str(free_port()),
+        HOOKLINE_HEALTH_METRICS_PORT=str(free_port()),
         **settings,
     )
     return env

@@ -15,8 +15,8 @@ LOCAL = {
 }
 
 
-def test_up_runs_every_role_including_the_log_sink() -> None:
-    assert ROLES == ["api", "router", "deliver", "logsink"]
+def test_up_runs_every_role_including_the_log_sink_and_the_health_processor() -> None:
+    assert ROLES == ["api", "router", "deliver", "logsink", "health"]
 
 
 def test_children_share_one_sqlite_store_under_home(tmp_path: Path) -> None:
