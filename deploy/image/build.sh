@@ -114,15 +114,15 @@ run() {
 version=$(run "$IMAGE" --version) || die "hookline --version failed"
 [[ "$version" =~ ^hookline\ [^[:space:]]+$ ]] || die "unexpected --version output: $version"
 commands=$(run --env COLUMNS=200 "$IMAGE" --help | sed -n 's/^    \([a-z]\+\) .*/\1/p' | tr '\n' ' ')
-for role in api router deliver logsink topics; do
+for role in api router deliver logsink health topics; do
   [[ " $commands" == *" $role "* ]] || die "--help does not offer $role (it offers: $commands)"
 done
 [[ " $commands" != *" bench "* ]] || die "--help offers bench, which needs benchmarks/ (not in the image)"
 # One container for every role's --help: each must print its usage line.
 helps=$(run --entrypoint /bin/sh "$IMAGE" -c \
-  'for r in api router deliver logsink topics; do hookline "$r" --help | head -n 1; done') \
+  'for r in api router deliver logsink health topics; do hookline "$r" --help | head -n 1; done') \
   || die "a role's --help failed: $helps"
-for role in api router deliver logsink topics; do
+for role in api router deliver logsink health topics; do
   grep -q "^usage: hookline $role " <<<"$helps" || die "hookline $role --help printed no usage line"
 done
 uid=$(run --entrypoint id "$IMAGE" -u)

@@ -8,6 +8,7 @@ sample events, and shows the deliveries arriving. Ctrl-C stops everything it sta
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import os
 import re
@@ -299,10 +300,14 @@ def _wait_settled(settings: Settings, topics: list[str], timeout: float) -> None
                 for t in topics
                 for p in md.topics[t].partitions
             }
-            for future in admin.list_offsets(partitions, request_timeout=10).values():
-                future.result()
+            futures = list(admin.list_offsets(partitions, request_timeout=10).values())
+            # Every answer is in before one is read: an answer still on its way when the client goes
+            # away makes librdkafka print "Purging N unserved events from background queue".
+            concurrent.futures.wait(futures, timeout=30)
+            for future in futures:
+                future.result(timeout=0)
             break
-        except (KafkaException, KeyError) as exc:
+        except (KafkaException, KeyError, TimeoutError) as exc:
             if time.monotonic() > deadline:
                 raise UpError(
                     f"the topics' partitions did not get leaders within {timeout:g}s ({exc})"
