@@ -66,6 +66,7 @@ class Webhook:
     previous_secret: SealedSecret | None = None
     previous_secret_expires_at: int | None = None
     disabled_at: int | None = None  # when the platform switched it off (410 Gone, a failure streak)
+    rate_limit: int | None = None  # requests per second at most (per webhook, enforced by its worker)
 
     def switched_off(self, *, reason: str, now_ms: int) -> Webhook:
         """This webhook switched off by the platform: inactive, with ``reason``, one version later."""
@@ -100,6 +101,7 @@ class Webhook:
             "active": self.active,
             "disabledReason": self.disabled_reason,
             "disabledAt": self.disabled_at,
+            "rateLimit": self.rate_limit,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
             "version": self.version,
@@ -123,6 +125,7 @@ class Webhook:
             active=bool(r["active"]),
             disabled_reason=r.get("disabledReason"),
             disabled_at=r.get("disabledAt"),
+            rate_limit=r.get("rateLimit"),
             created_at=int(r["createdAt"]),
             updated_at=int(r["updatedAt"]),
             version=int(r["version"]),

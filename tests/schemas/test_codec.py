@@ -805,26 +805,28 @@ def test_results_and_tasks_written_before_deferred_and_recover_still_decode() ->
         Codec([old_result]).encode(full_name(old_result), {**result, "outcome": "deferred"})
 
 
+#: A WebhookConfig as every earlier version could write it (only the fields all of them have).
+OLD_CONFIG: dict[str, Any] = {
+    "id": "wh_1",
+    "accountId": "acct",
+    "name": "n",
+    "url": "https://example.com/",
+    "secret": {"keyId": "k1", "nonce": b"n" * 12, "ciphertext": b"c" * 20},
+    "subscriptions": [{"event": "SALE_NEW"}],
+    "active": True,
+    "createdAt": 1,
+    "updatedAt": 2,
+    "version": 3,
+}
+
+
 def test_a_config_written_before_disabled_at_still_loads() -> None:
     """WebhookConfig gained ``disabledAt`` (issue 11): a config the previous version wrote (the
     compacted topic keeps it forever) decodes with ``disabledAt`` null and loads as a Webhook."""
     from hookline.webhooks import Webhook
 
     old = load("history/WebhookConfig.dac77fa4434f8639.avsc")
-    secret = {"keyId": "k1", "nonce": b"n" * 12, "ciphertext": b"c" * 20}
-    record = {
-        "id": "wh_1",
-        "accountId": "acct",
-        "name": "n",
-        "url": "https://example.com/",
-        "secret": secret,
-        "subscriptions": [{"event": "SALE_NEW"}],
-        "active": False,
-        "disabledReason": "410 Gone",
-        "createdAt": 1,
-        "updatedAt": 2,
-        "version": 3,
-    }
+    record = {**OLD_CONFIG, "active": False, "disabledReason": "410 Gone"}
     written = Codec([old]).encode(full_name(old), record)
     assert written[2:10] != fingerprint("WebhookConfig")
     got = decode(written, "WebhookConfig")
@@ -833,3 +835,23 @@ def test_a_config_written_before_disabled_at_still_loads() -> None:
     assert (hook.active, hook.disabled_reason, hook.disabled_at, hook.version) == (False, "410 Gone", None, 3)
     again = decode(encode("WebhookConfig", hook.to_record()), "WebhookConfig")
     assert again["disabledAt"] is None and again["disabledReason"] == "410 Gone"
+
+
+def test_a_config_written_before_rate_limit_still_loads() -> None:
+    """WebhookConfig gained ``rateLimit`` (issue 12): a config the previous version wrote (the
+    compacted topic keeps it forever) decodes with ``rateLimit`` null (unlimited) and loads as a
+    Webhook; the new field round-trips, and the old writer never knew it."""
+    from hookline.webhooks import Webhook
+
+    old = load("history/WebhookConfig.d5077298ae1926ab.avsc")
+    record = {**OLD_CONFIG, "disabledAt": 5}
+    written = Codec([old]).encode(full_name(old), record)
+    assert written[2:10] != fingerprint("WebhookConfig")
+    got = decode(written, "WebhookConfig")
+    assert got["rateLimit"] is None
+    hook = Webhook.from_record(got)
+    assert (hook.rate_limit, hook.disabled_at, hook.version) == (None, 5, 3)
+    limited = decode(encode("WebhookConfig", {**hook.to_record(), "rateLimit": 50}), "WebhookConfig")
+    assert Webhook.from_record(limited).rate_limit == 50
+    assert decode(encode("WebhookConfig", hook.to_record()), "WebhookConfig")["rateLimit"] is None
+    assert "rateLimit" not in {f["name"] for f in old["fields"]}
