@@ -14,10 +14,13 @@ from urllib.parse import parse_qsl
 
 from api.errors import InvalidRequest
 from api.validation import (
+    MAX_RATE_LIMIT,
+    UNLIMITED,
     NewWebhook,
     UrlRules,
     WebhookChanges,
     check_name,
+    check_rate_limit,
     check_secret,
     check_subscriptions,
     check_url,
@@ -66,6 +69,7 @@ class WebhookForm:
     secret: str = ""
     subscriptions: list[str] = field(default_factory=list)
     active: bool = True
+    rate_limit: str = ""  # requests per second as typed; empty: no limit
 
     def __repr__(self) -> str:  # never the secret
         return f"WebhookForm(name={self.name!r}, subscriptions={self.subscriptions!r}, active={self.active})"
@@ -78,6 +82,7 @@ class WebhookForm:
             secret=data.first("secret"),
             subscriptions=data.all("subscriptions"),
             active=data.first("active") == "on",
+            rate_limit=data.first("rate_limit").strip(),
         )
 
     @classmethod
@@ -87,6 +92,7 @@ class WebhookForm:
             url=hook.url,
             subscriptions=[s.event for s in hook.subscriptions],
             active=hook.active,
+            rate_limit="" if hook.rate_limit is None else str(hook.rate_limit),
         )
 
     def checked(self, event: str) -> bool:
@@ -106,6 +112,7 @@ class WebhookForm:
         run("url", lambda: check_url(self.url, rules))
         # Unknown or repeated values can only come from a tampered form; the API's check says so.
         run("subscriptions", lambda: check_subscriptions(self.subscriptions))
+        run("rate_limit", lambda: _rate_limit(self.rate_limit))
         if self.secret or not secret_optional:
             run("secret", lambda: check_secret(self.secret))
         else:
@@ -118,7 +125,12 @@ class WebhookForm:
         if errors:
             return None, errors
         return NewWebhook(
-            values["name"], values["url"], values["subscriptions"], values["secret"], self.active
+            values["name"],
+            values["url"],
+            values["subscriptions"],
+            values["secret"],
+            self.active,
+            values["rate_limit"],
         ), {}
 
     def to_changes(self, rules: UrlRules) -> tuple[WebhookChanges | None, FieldErrors]:
@@ -133,15 +145,30 @@ class WebhookForm:
                 subscriptions=values["subscriptions"],
                 secret=values["secret"],
                 active=self.active,
+                rate_limit=UNLIMITED if values["rate_limit"] is None else values["rate_limit"],
             ),
             {},
         )
+
+
+def _rate_limit(typed: str) -> int | None:
+    """The form's rate limit: empty is no limit, else the API's check of a whole number."""
+    if not typed:
+        return None
+    if not typed.isascii() or not typed.isdigit():
+        raise InvalidRequest(
+            "invalid_type",
+            f"rate limit must be a whole number of requests per second from 1 to {MAX_RATE_LIMIT}",
+        )
+    return check_rate_limit(int(typed))
 
 
 def _sentence(message: str) -> str:
     """The API's message, capitalised for display next to a field ("url must use https" -> "URL ...")."""
     if message.startswith("url "):
         message = "URL " + message[4:]
+    elif message.startswith("rateLimit "):
+        message = "rate limit " + message[10:]
     elif message.startswith("subscriptions must list at least one event"):
         return "Choose at least one event."
     return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")

@@ -51,12 +51,19 @@ def present(webhook: Webhook) -> dict[str, Any]:
         "active": webhook.active,
         "disabledReason": webhook.disabled_reason,
         "disabledAt": rfc3339(webhook.disabled_at),
+        "rateLimit": webhook.rate_limit,
         "createdAt": rfc3339(webhook.created_at),
         "updatedAt": rfc3339(webhook.updated_at),
     }
 
 
 # -- OpenAPI documentation models ---------------------------------------------------------------
+
+
+_RATE_LIMIT = (
+    "Requests per second hookline sends to this webhook at most, 1 to 10000 (evenly spaced; tasks"
+    " beyond it wait, none is dropped); null: no limit."
+)
 
 
 class _Doc(BaseModel):
@@ -74,6 +81,7 @@ class WebhookCreate(_Doc):
         description="Signing secret; omit it to have one generated (returned once, in this response).",
     )
     active: bool = True
+    rateLimit: int | None = Field(default=None, ge=1, le=10_000, description=_RATE_LIMIT)
 
 
 class WebhookPatch(_Doc):
@@ -89,6 +97,9 @@ class WebhookPatch(_Doc):
         description="Rotates the secret.",
     )
     active: bool | None = None
+    rateLimit: int | None = Field(
+        default=None, ge=1, le=10_000, description=_RATE_LIMIT + " In a patch, null removes the limit."
+    )
 
 
 class SubscriptionOut(BaseModel):
@@ -107,6 +118,7 @@ class WebhookOut(BaseModel):
     disabledAt: str | None = Field(
         default=None, description="RFC 3339 time the platform disabled the webhook, or null."
     )
+    rateLimit: int | None = Field(default=None, description=_RATE_LIMIT)
     createdAt: str
     updatedAt: str
 

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from api.errors import ApiError, InvalidRequest, Unavailable
-from api.validation import NewWebhook, WebhookChanges
+from api.validation import UNLIMITED, NewWebhook, WebhookChanges
 from api.writer import ConfigWriter, Written
 from hookline.metrics import ApiMetrics
 from hookline.sealing import Sealer
@@ -64,6 +64,13 @@ def _id_position(webhook_id: str) -> tuple[int, str] | None:
     except ValueError:
         return None
     return (parsed.int >> 80, str(parsed)) if parsed.version == 7 else None
+
+
+def _rate_limit(current: int | None, change: int | None) -> int | None:
+    """The rate limit after a patch: ``change`` None keeps it, :data:`UNLIMITED` removes it."""
+    if change is None:
+        return current
+    return None if change == UNLIMITED else change
 
 
 class _KeyedLocks:
@@ -174,6 +181,7 @@ class WebhookService:
                 secret=self._sealer.seal(webhook_id, secret),
                 subscriptions=tuple(Subscription(e) for e in new.subscriptions),
                 active=new.active,
+                rate_limit=new.rate_limit,
                 created_at=now,
                 updated_at=now,
                 version=1,
@@ -207,6 +215,7 @@ class WebhookService:
                 active=active,
                 disabled_reason=reason,
                 disabled_at=current.disabled_at if reason is not None else None,
+                rate_limit=_rate_limit(current.rate_limit, changes.rate_limit),
             )
             if changes.secret is not None:
                 nxt = replace(

@@ -24,12 +24,15 @@ __all__ = [
     "FIELDS",
     "MAX_BODY_BYTES",
     "MAX_NAME_LENGTH",
+    "MAX_RATE_LIMIT",
     "MAX_URL_LENGTH",
+    "UNLIMITED",
     "NewWebhook",
     "UrlRules",
     "WebhookChanges",
     "check_active",
     "check_name",
+    "check_rate_limit",
     "check_secret",
     "check_subscriptions",
     "check_url",
@@ -44,9 +47,14 @@ MAX_NAME_LENGTH = 255
 MAX_URL_LENGTH = 2048
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
+MAX_RATE_LIMIT = 10_000
+#: In :class:`WebhookChanges`, a ``rate_limit`` that removes the limit (the API's ``"rateLimit": null``).
+UNLIMITED = 0
 
 #: Every field a client may send, in the order they are checked.
-FIELDS = ("name", "url", "subscriptions", "secret", "active")
+FIELDS = ("name", "url", "subscriptions", "secret", "active", "rateLimit")
+#: The attribute of :class:`NewWebhook` and :class:`WebhookChanges` that holds each field.
+_ATTRS = {"rateLimit": "rate_limit"}
 _REQUIRED = ("name", "url", "subscriptions")
 
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
@@ -60,9 +68,13 @@ class NewWebhook:
     subscriptions: tuple[str, ...]
     secret: str | None  # None: generate one
     active: bool = True
+    rate_limit: int | None = None  # requests per second; None: unlimited
 
     def __repr__(self) -> str:
-        return f"NewWebhook(name={self.name!r}, subscriptions={self.subscriptions!r}, active={self.active})"
+        return (
+            f"NewWebhook(name={self.name!r}, subscriptions={self.subscriptions!r}, active={self.active},"
+            f" rate_limit={self.rate_limit})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +86,15 @@ class WebhookChanges:
     subscriptions: tuple[str, ...] | None = None
     secret: str | None = None
     active: bool | None = None
+    rate_limit: int | None = None  # UNLIMITED removes the limit
 
     def __repr__(self) -> str:
-        changed = [f for f in FIELDS if getattr(self, f) is not None]
+        changed = [f for f in FIELDS if getattr(self, _ATTRS.get(f, f)) is not None]
         return f"WebhookChanges({', '.join(changed)})"
 
     @property
     def empty(self) -> bool:
-        return all(getattr(self, f) is None for f in FIELDS)
+        return all(getattr(self, _ATTRS.get(f, f)) is None for f in FIELDS)
 
 
 class UrlRules:
@@ -262,6 +275,17 @@ def check_active(value: object) -> bool:
     return value
 
 
+def check_rate_limit(value: object) -> int:
+    """Requests per second: a whole number from 1 to :data:`MAX_RATE_LIMIT` (JSON null, unlimited,
+    is the caller's business)."""
+    what = f"a whole number of requests per second from 1 to {MAX_RATE_LIMIT}"
+    _expect("rateLimit", value, int, what)
+    assert isinstance(value, int)
+    if not 1 <= value <= MAX_RATE_LIMIT:
+        raise InvalidRequest("rate_limit_out_of_range", f"rateLimit must be {what}")
+    return value
+
+
 # -- whole bodies --------------------------------------------------------------------------------
 
 
@@ -284,20 +308,25 @@ def parse_create(body: Mapping[str, Any], rules: UrlRules) -> NewWebhook:
     # Optional fields may be sent as null, meaning "not given".
     secret = None if body.get("secret") is None else check_secret(body["secret"])
     active = True if body.get("active") is None else check_active(body["active"])
-    return NewWebhook(name, url, subscriptions, secret, active)
+    rate_limit = None if body.get("rateLimit") is None else check_rate_limit(body["rateLimit"])
+    return NewWebhook(name, url, subscriptions, secret, active, rate_limit)
 
 
 def parse_patch(body: Mapping[str, Any], rules: UrlRules) -> WebhookChanges:
     """Validate a JSON merge-patch (RFC 7396) of a webhook; absent fields stay as they are."""
     _reject_unknown(body)
     for field in FIELDS:
-        if field in body and body[field] is None:
-            # In a merge-patch null removes a member; every member of a webhook is required.
+        if field in body and body[field] is None and field != "rateLimit":
+            # In a merge-patch null removes a member; these members of a webhook are required.
             raise InvalidRequest("invalid_type", f"{field} cannot be null (it cannot be removed)")
+    rate_limit = None
+    if "rateLimit" in body:  # null removes the limit
+        rate_limit = UNLIMITED if body["rateLimit"] is None else check_rate_limit(body["rateLimit"])
     return WebhookChanges(
         name=check_name(body["name"]) if "name" in body else None,
         url=check_url(body["url"], rules) if "url" in body else None,
         subscriptions=check_subscriptions(body["subscriptions"]) if "subscriptions" in body else None,
         secret=check_secret(body["secret"]) if "secret" in body else None,
         active=check_active(body["active"]) if "active" in body else None,
+        rate_limit=rate_limit,
     )

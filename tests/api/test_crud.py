@@ -31,6 +31,7 @@ PUBLIC_FIELDS = {
     "active",
     "disabledReason",
     "disabledAt",
+    "rateLimit",
     "createdAt",
     "updatedAt",
 }

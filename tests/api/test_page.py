@@ -412,3 +412,33 @@ def test_the_logs_page_offers_recover_and_says_what_it_did(page_api: RunningApi)
     assert "No failed messages in that period" in c.get(done.headers["location"]).text
     wrong = c.post(f"/settings/webhooks/{hook_id}/recover", data={"hours": "5", "csrf": csrf})
     assert wrong.status_code == 422 and "Unknown period" in wrong.text
+
+
+def test_rate_limit_is_set_shown_edited_and_refused_on_the_form(page_api: RunningApi) -> None:
+    """Issue 12: the form sets the rate limit, the list and the edit form show it, empty removes it."""
+    c, csrf = sign_in(page_api)
+    message = "Rate limit must be a whole number of requests per second from 1 to 10000."
+    for typed in ("abc", "0", "10001", "1.5", "-3"):
+        r = c.post(
+            "/settings/webhooks/new",
+            data={"csrf": csrf, "name": "Paced", "url": "https://hooks.example.com/in",
+                  "subscriptions": "SALE_NEW", "rate_limit": typed},
+        )  # fmt: skip
+        assert r.status_code == 422, typed
+        block = r.text[r.text.index('for="rate_limit"') :]
+        block = block[: block.index("</div>")]
+        assert f'value="{_escaped(typed)}"' in block and 'aria-invalid="true"' in block
+        assert f'id="rate_limit-error">{_escaped(message)}<' in block, block
+    hook_id = create_hook(c, csrf, name="Paced", rate_limit="50")
+    api = page_api.client()
+    assert api.get(f"/api/webhooks/{hook_id}").json()["rateLimit"] == 50
+    listing = c.get("/settings/webhooks").text
+    assert 'data-rate-limit="50">at most 50 requests/s<' in listing
+    form = c.get(f"/settings/webhooks/{hook_id}/edit").text
+    assert re.search(r'name="rate_limit"[^>]*value="50"', form)
+    base = {"csrf": csrf, "name": "Paced", "url": "https://hooks.example.com/in", "subscriptions": "SALE_NEW"}
+    r = c.post(f"/settings/webhooks/{hook_id}/edit", data={**base, "rate_limit": " 120 "})
+    assert r.status_code == 303 and api.get(f"/api/webhooks/{hook_id}").json()["rateLimit"] == 120
+    r = c.post(f"/settings/webhooks/{hook_id}/edit", data={**base, "rate_limit": ""})
+    assert r.status_code == 303 and api.get(f"/api/webhooks/{hook_id}").json()["rateLimit"] is None
+    assert "data-rate-limit" not in c.get("/settings/webhooks").text

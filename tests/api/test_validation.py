@@ -139,6 +139,14 @@ CASES = [
     create("secret-padded", 422, "secret_invalid", secret=" padded secret "),
     create("secret-whsec-not-base64", 422, "secret_invalid", secret="whsec_not*base64*at*all"),
     create("secret-whsec-too-short", 422, "secret_invalid", secret="whsec_c2hvcnQ="),
+    # rateLimit (issue 12): a whole number of requests per second, 1 to 10,000, or null
+    create("rate-limit-zero", 422, "rate_limit_out_of_range", rateLimit=0),
+    create("rate-limit-10001", 422, "rate_limit_out_of_range", rateLimit=10_001),
+    create("rate-limit-negative", 422, "rate_limit_out_of_range", rateLimit=-5),
+    create("rate-limit-string", 422, "invalid_type", rateLimit="abc"),
+    create("rate-limit-numeric-string", 422, "invalid_type", rateLimit="50"),
+    create("rate-limit-float", 422, "invalid_type", rateLimit=1.5),
+    create("rate-limit-boolean", 422, "invalid_type", rateLimit=True),
     # fields, bodies, media types
     create("unknown-field", 422, "unknown_field", events=["SALE_NEW"]),
     create("read-only-field", 422, "unknown_field", id="my-own-id"),
@@ -219,6 +227,8 @@ CASES = [
     patch("patch-name-crlf", 422, "name_invalid", {"name": "a\r\nb"}),
     patch("patch-active-string", 422, "invalid_type", {"active": "false"}),
     patch("patch-secret-short", 422, "secret_invalid", {"secret": "short"}),
+    patch("patch-rate-limit-zero", 422, "rate_limit_out_of_range", {"rateLimit": 0}),
+    patch("patch-rate-limit-string", 422, "invalid_type", {"rateLimit": "abc"}),
     patch("patch-array", 400, "invalid_body", [{"op": "replace", "path": "/name", "value": "x"}]),
     patch(
         "patch-json-patch-type",
@@ -254,7 +264,7 @@ def test_the_table_is_large_and_covers_every_rule() -> None:
         "url_not_https", "url_has_credentials", "url_private_address", "url_internal_hostname",
         "subscriptions_empty", "subscription_unknown_event", "subscription_duplicate", "secret_invalid",
         "unknown_field", "invalid_json", "invalid_body", "body_too_large", "unsupported_media_type",
-        "unauthorized", "not_found", "invalid_limit", "invalid_cursor",
+        "unauthorized", "not_found", "invalid_limit", "invalid_cursor", "rate_limit_out_of_range",
     ):  # fmt: skip
         assert code in codes, code
 
