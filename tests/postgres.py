@@ -6,7 +6,8 @@ with fsync off. As root they run as the ``postgres`` user (initdb refuses root).
 ``HOOKLINE_TEST_POSTGRES_URL`` names an existing server instead (a database is created per test in it).
 
 Without PostgreSQL the tests that need it fail (never skip): a check that did not run is not done.
-Only a developer may opt out, with ``HOOKLINE_TEST_POSTGRES=skip``, and never when ``CI`` is set.
+Only a developer may opt out, with ``HOOKLINE_TEST_POSTGRES=skip``, and never in CI
+(``tests.support.in_ci``: ``CI`` is true, 1 or yes).
 
 Use it from a ``conftest.py``: ``from tests.postgres import postgres_server, postgres_url  # noqa: F401``.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, in_ci
 
 __all__ = ["PostgresServer", "postgres_server", "postgres_url"]
 
@@ -37,7 +38,7 @@ def _bin_dir() -> Path | None:
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("HOOKLINE_TEST_POSTGRES") == "skip" and not os.environ.get("CI"):
+    if os.environ.get("HOOKLINE_TEST_POSTGRES") == "skip" and not in_ci():
         pytest.skip(f"PostgreSQL: {reason} (HOOKLINE_TEST_POSTGRES=skip)")
     pytest.fail(f"PostgreSQL is needed for these tests: {reason}. Install Debian's `postgresql` package "
                 "(.ci/run does) or set HOOKLINE_TEST_POSTGRES_URL.", pytrace=False)

@@ -22,6 +22,7 @@ from hookline.clients import create_topics
 from hookline.sealing import generate_key
 from hookline.settings import Secret, Settings, load_settings
 from hookline.topics import CONFIG, all_topics
+from tests.support import scaled, wait_until
 
 KEY_A = "key-a-" + "a1" * 16
 KEY_B = "key-b-" + "b2" * 16
@@ -32,18 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.01)
 
 
 @dataclass
@@ -80,7 +69,7 @@ def api_settings(base: Settings, **overrides: Any) -> Settings:
     return base.replace(**values)
 
 
-def wait_for_config_topic(settings: Settings, timeout: float = 20.0) -> None:
+def wait_for_config_topic(settings: Settings, timeout: float = 60.0) -> None:
     """Wait until every partition of the config topic answers: fresh topics elect leaders lazily."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "unused"})
     topic = settings.topic(CONFIG)
@@ -97,7 +86,7 @@ def wait_for_config_topic(settings: Settings, timeout: float = 20.0) -> None:
         return True
 
     try:
-        wait_for(answers, timeout, f"leaders for {topic}")
+        wait_until(answers, timeout, f"leaders for {topic}", interval=0.01)
     finally:
         consumer.close()
 
@@ -123,7 +112,7 @@ def start_api(settings: Settings) -> RunningApi:
             return False
 
     try:
-        wait_for(ready, 30.0, "the API to become ready")
+        wait_until(ready, 60.0, "the API to become ready", interval=0.01)
     except BaseException:
         running.stop()
         raise
@@ -160,7 +149,7 @@ def module_api(kafka_bootstrap: str) -> Iterator[RunningApi]:
     api.stop()
 
 
-def read_config_topic(settings: Settings, timeout: float = 15.0) -> list[tuple[bytes | None, bytes | None]]:
+def read_config_topic(settings: Settings, timeout: float = 60.0) -> list[tuple[bytes | None, bytes | None]]:
     """Every (key, value) on the config topic up to its current end, in offset order per partition."""
     topic = settings.topic(CONFIG)
     consumer = Consumer(
@@ -172,14 +161,17 @@ def read_config_topic(settings: Settings, timeout: float = 15.0) -> list[tuple[b
         }
     )
     try:
-        parts = sorted(consumer.list_topics(topic, timeout=5).topics[topic].partitions)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in parts}
+        parts = sorted(consumer.list_topics(topic, timeout=scaled(30)).topics[topic].partitions)
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=scaled(30))[1] for p in parts
+        }
         todo = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         records: list[tuple[bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + timeout
+        limit = scaled(timeout)
+        deadline = time.monotonic() + limit
         while todo:
-            assert time.monotonic() < deadline, f"config topic not read to its end within {timeout:g}s"
+            assert time.monotonic() < deadline, f"config topic not read to its end within {limit:g}s"
             msg = consumer.poll(0.2)
             if msg is None:
                 continue

@@ -1,7 +1,8 @@
 """Fixtures for the deployment tests: the external checkers (kustomize, promtool, prometheus).
 
 A missing checker skips its tests on a developer machine (with the command that installs it) and
-fails them in CI (``CI=true``), where ``.ci/run`` installs every one of them.
+fails them in CI (``CI`` is true, 1 or yes: ``tests.support.in_ci``), where ``.ci/run`` installs every one
+of them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.support import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -52,10 +55,7 @@ def find_tool(name: str) -> str:
                 break
     if found:
         return found
-    message = f"`{name}` is not installed (install: {_INSTALL[name]}; .ci/run does)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_or_fail(f"`{name}` is not installed (install: {_INSTALL[name]}; .ci/run does)")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.conftest import DEPLOY, load_script
+from tests.support import skip_or_fail
 
 Dash = dict[str, Any]
 
@@ -28,10 +28,7 @@ def run() -> ModuleType:
     try:
         module.checker()
     except module.Missing as exc:
-        message = f"{exc}; .ci/run builds the dashboard checker"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"{exc}; .ci/run builds the dashboard checker")
     return module
 
 

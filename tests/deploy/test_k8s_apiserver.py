@@ -8,7 +8,6 @@ The binaries take 4-6 minutes to build cold, so this test never builds them: `ma
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.conftest import DEPLOY, load_script
+from tests.support import skip_or_fail
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +33,7 @@ def server(check: ModuleType) -> Iterator[Any]:
         tools, crds = check.prepare(build=False, progress=lambda _line: None)
         etcd = check.find_etcd()
     except check.Missing as exc:
-        message = f"{exc}; .ci/run prepares it"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"{exc}; .ci/run prepares it")
     with check.ApiServer(tools, etcd) as server:
         check.install_crds(server, crds)
         yield server
