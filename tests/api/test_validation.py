@@ -120,6 +120,8 @@ CASES = [
     create("url-private-192", 422, "url_private_address", url="https://192.168.1.1:8443/x"),
     create("url-unspecified", 422, "url_private_address", url="https://0.0.0.0/"),
     create("url-ula", 422, "url_private_address", url="https://[fd00::1]/"),
+    # A public address with a zone index (%25-encoded, RFC 6874): refused for the zone.
+    create("url-ipv6-zone", 422, "url_private_address", url="https://[2606:4700:4700::1111%25eth0]/"),
     create("url-localhost", 422, "url_internal_hostname", url="https://localhost/in"),
     create("url-localhost-http", 422, "url_internal_hostname", url="http://localhost:8080/in"),
     create("url-internal", 422, "url_internal_hostname", url="https://metadata.google.internal/"),

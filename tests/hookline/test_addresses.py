@@ -104,6 +104,10 @@ ADDRESSES: list[tuple[str, bool]] = [
     ("fd00:ec2::254", False),  # AWS metadata
     ("fe80::1", False),
     ("fe80::1%eth0", False),
+    # A zone index names a local interface: refused for the zone alone, even around a public address.
+    ("2606:4700:4700::1111%eth0", False),
+    ("2a00:1450:4001:80b::200e%2", False),
+    ("::1%lo", False),
     ("fec0::1", False),  # site-local
     ("ff02::1", False),
     ("ff0e::1", False),  # global-scope multicast; is_global says True
@@ -159,6 +163,8 @@ def test_is_global_is_wrong_where_we_are_right(address: str) -> None:
         ("2001::1", "Teredo"),
         ("ff02::1", "multicast"),
         ("255.255.255.255", "broadcast"),
+        ("2606:4700:4700::1111%eth0", "scoped"),
+        ("2a00:1450:4001:80b::200e%2", "zone index"),
     ],
 )
 def test_refusals_say_why(address: str, words: str) -> None:
@@ -319,6 +325,14 @@ def test_resolve_literals_without_dns(host: str) -> None:
 
 def test_resolve_public_literal_is_returned_as_is() -> None:
     assert _run(resolve("8.8.8.8", 443, AddressPolicy())) == [ip("8.8.8.8")]
+
+
+@pytest.mark.parametrize("host", ["[2606:4700:4700::1111%25eth0]", "[2606:4700:4700::1111%eth0]"])
+def test_resolve_refuses_a_public_literal_with_a_zone(host: str) -> None:
+    # Without its zone the same address is public; with one, a request would leave by a chosen interface.
+    assert _run(resolve("[2606:4700:4700::1111]", 443, AddressPolicy())) == [ip("2606:4700:4700::1111")]
+    with pytest.raises(BlockedAddress, match="zone index"):
+        _run(resolve(host, 443, AddressPolicy()))
 
 
 def test_resolve_failure_is_dns_error() -> None:
