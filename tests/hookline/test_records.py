@@ -9,7 +9,6 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from hookline.records import (
-    EXCERPT_BYTES,
     REQUEST_BODY_BYTES,
     DeadLetter,
     DeadLetters,
@@ -48,10 +47,11 @@ def test_a_retry_keeps_the_first_attempt_time_and_the_message_id() -> None:
 def test_a_result_is_cut_to_what_a_record_may_carry() -> None:
     task = delivery_task(payload=b"x" * (REQUEST_BODY_BYTES + 10), trigger="test", attempt=2)
     exchange = Exchange("att_1", 7, "https://h/x", {"a": "b"}, 0.25, status=500,
-                        excerpt=b"y" * (EXCERPT_BYTES + 1), error_message="e" * 5000)
+                        excerpt=b"y" * 40_000, error_message="e" * 5000)
     result = DeliveryResult.of(task, exchange, outcome="failed", final=False, next_retry_at=99)
     assert len(result.request_body) == REQUEST_BODY_BYTES
-    assert len(result.response_body_excerpt) == EXCERPT_BYTES and result.response_body_truncated
+    # 16 KiB, the documented cap, as a number: the code's own constant would agree with any value.
+    assert len(result.response_body_excerpt) == 16384 and result.response_body_truncated
     assert result.error_message is not None and len(result.error_message) == 1000
     assert (result.attempt, result.trigger, result.message_id) == (2, "test", task.message_id)
     assert DeliveryResult.decode(result.encode()) == result
