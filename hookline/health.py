@@ -5,7 +5,8 @@ webhook in a Faust table and feeds it every result record with :func:`observe`; 
 (the table, the topics, the config write) stays in the processor.
 
 - A *failed message* is an automatic task whose first attempt failed (or was deferred by the
-  circuit breaker); its retries add *failed attempts*, not messages. A delivered attempt of any
+  circuit breaker); its retries add *failed attempts*, not messages. A task its webhook's rate
+  limit put back (``deferred``, error class ``rate_limited``) is neither. A delivered attempt of any
   trigger ends the streak. Skipped results (deleted, inactive, unsubscribed) change nothing.
 - Thresholds are 50, 70, 90 and 100 % of ``disable_after_failures``; a streak older than
   ``disable_after`` with at least :data:`MIN_FAILURES_FOR_AGE` failed messages counts as 100 %.
@@ -227,8 +228,9 @@ def observe(state: Streak, obs: Observation, policy: HealthPolicy, *, reenabled:
             Streak(last_success_at=max(obs.attempted_at, state.last_success_at or 0), offset=obs.offset),
             recovered=was_alerted,
         )
-    if obs.outcome not in _FAILURES:
-        return Step(state if reenabled else None)  # skipped: says nothing about the endpoint
+    if obs.outcome not in _FAILURES or obs.error_class == "rate_limited":
+        # Skipped, or held back by the webhook's own rate limit: says nothing about the endpoint.
+        return Step(state if reenabled else None)
     first_message = obs.trigger == "automatic" and obs.attempt == 1
     nxt = replace(
         state,

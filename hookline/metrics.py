@@ -30,7 +30,9 @@ NS = "hookline"
 #: Bounded label values.
 OUTCOMES = ("delivered", "failed", "skipped", "dead_lettered", "deferred")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
-DEFER_REASONS = ("backlog", "breaker")
+DEFER_REASONS = ("backlog", "breaker", "rate_limit")
+#: Where a task its webhook's rate limit (or a Retry-After pause) delayed waited.
+RATE_LIMITED_WHERE = ("memory", "deferred")
 BREAKER_TRANSITIONS = ("opened", "closed")
 WEBHOOK_EVENT_TYPES = ("webhook.failing", "webhook.disabled", "webhook.recovered")
 #: Every error class, plus "none" for an attempt without one (delivered or skipped).
@@ -196,8 +198,9 @@ class DeliveryMetrics:
         self.deferred = Counter(
             f"{NS}_delivery_deferred_total",
             "Tasks moved on unattempted: to the first retry tier because their webhook's backlog was"
-            " full (reason=backlog), or to their next attempt because its circuit breaker is open"
-            " (reason=breaker).",
+            " full (reason=backlog), to their next attempt because its circuit breaker is open"
+            " (reason=breaker), or to a retry tier until their webhook's rate limit lets them go"
+            " (reason=rate_limit).",
             ["reason"],
             registry=r,
         )
@@ -210,6 +213,18 @@ class DeliveryMetrics:
         self.breakers_open = Gauge(
             f"{NS}_delivery_breakers_open",
             "Webhooks whose circuit breaker is open in this worker.",
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            f"{NS}_delivery_rate_limited_total",
+            "Tasks their webhook's rate limit (or a Retry-After pause) delayed: waiting in memory for"
+            " their turn (where=memory), or put back into a retry tier without a request (where=deferred).",
+            ["where"],
+            registry=r,
+        )
+        self.rate_limited_webhooks = Gauge(
+            f"{NS}_delivery_rate_limited_webhooks",
+            "Webhooks whose tasks wait for their rate limit, or paused by a Retry-After, in this worker.",
             registry=r,
         )
         self.buffered = Gauge(
@@ -227,6 +242,8 @@ class DeliveryMetrics:
             self.deferred.labels(reason)
         for to in BREAKER_TRANSITIONS:
             self.breaker_transitions.labels(to)
+        for where in RATE_LIMITED_WHERE:
+            self.rate_limited.labels(where)
 
 
 _COMMON_DELIVERY_SERIES = (

@@ -62,7 +62,7 @@ ErrorClass: TypeAlias = Literal[
 #: Failures the delivery worker records itself, with no response to classify: ``secret``, the
 #: webhook's secret cannot be opened or used; ``invalid_task``, a task it cannot read;
 #: ``other``, anything unexpected.
-WorkerErrorClass: TypeAlias = Literal["secret", "invalid_task", "other"]
+WorkerErrorClass: TypeAlias = Literal["secret", "invalid_task", "other", "rate_limited"]
 #: Every error class: the ``errorClass`` values a result record can carry, and the metric labels.
 ERROR_CLASSES: tuple[ErrorClass | WorkerErrorClass, ...] = (
     *get_args(ErrorClass),

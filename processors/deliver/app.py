@@ -20,8 +20,15 @@ from hookline.sealing import Sealer
 from hookline.settings import Settings, SettingsError
 from hookline.topics import CONFIG, DELIVERIES, DLQ, RESULTS, retry_topic
 from processors.deliver.breaker import Breakers
-from processors.deliver.handler import DeliveryTopics, SignerCache, TaskHandler, webhook_backlog
+from processors.deliver.handler import (
+    RATE_WAIT_MAX,
+    DeliveryTopics,
+    SignerCache,
+    TaskHandler,
+    webhook_backlog,
+)
 from processors.deliver.limits import ConcurrencyLimits
+from processors.deliver.ratelimit import RateLimits
 from processors.deliver.sender import HttpSender
 from processors.deliver.sink import KafkaSink
 from processors.deliver.worker import Worker
@@ -75,6 +82,12 @@ class Deliver:
         self.metrics.breakers_open.set_function(lambda: float(breakers.open_count))
         return breakers
 
+    def _rates(self, backlog: int) -> RateLimits:
+        # A webhook's tasks wait for its rate limit in memory up to its share of the buffer.
+        rates = RateLimits(share=backlog, max_wait=RATE_WAIT_MAX)
+        self.metrics.rate_limited_webhooks.set_function(lambda: float(rates.throttled()))
+        return rates
+
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         self.view.start()
@@ -115,6 +128,7 @@ class Deliver:
                 connect_timeout=s.connect_timeout,
                 attempt_timeout=s.attempt_timeout,
             ) as sender:
+                backlog = webhook_backlog(s.deliver_webhook_concurrency, s.deliver_max_buffered)
                 handler = TaskHandler(
                     configs=self.view,
                     signers=SignerCache(self.sealer),
@@ -126,8 +140,9 @@ class Deliver:
                     schedule=s.retry_schedule,
                     jitter=s.retry_jitter,
                     rng=random.Random(),
-                    backlog=webhook_backlog(s.deliver_webhook_concurrency, s.deliver_max_buffered),
+                    backlog=backlog,
                     breakers=self._breakers(s),
+                    rates=self._rates(backlog),
                 )
                 self.worker = Worker(
                     consumer_config(s, GROUP, **overrides),

@@ -51,6 +51,7 @@ from hookline.webhooks import Webhook
 from processors.deliver.breaker import Admit, Breakers, Defer, Verdict
 from processors.deliver.exchange import public_url
 from processors.deliver.limits import ConcurrencyLimits
+from processors.deliver.ratelimit import Later, Queue, RateLimits
 from processors.deliver.sender import Sender
 from processors.deliver.sink import RecordSink
 from schemas.codec import CodecError, encode
@@ -75,6 +76,10 @@ _HELD_BACK = Classification(delivered=False)
 _SEND = Admit()
 #: A webhook's queue that would take longer than this (or than the first tier) to drain is too slow.
 DEFER_AFTER = 5.0
+#: The error class of a result whose task its webhook's rate limit put back (no request was made).
+RATE_LIMITED = "rate_limited"
+#: Seconds a task may wait in memory for its webhook's rate limit; a later turn waits in a retry tier.
+RATE_WAIT_MAX = 30.0
 
 
 class Abandoned(Exception):
@@ -95,6 +100,7 @@ class Record:
     task: DeliveryTask | None = None
     error: CodecError | None = None
     decoded: bool = False
+    revoked: bool = False  # its partition went to another worker while it waited (it gives up then)
 
     @property
     def source(self) -> Source:
@@ -198,6 +204,7 @@ class TaskHandler:
         clock: Callable[[], float] = time.time,
         backlog: int,
         breakers: Breakers | None = None,
+        rates: RateLimits | None = None,
     ) -> None:
         self._configs = configs
         self._signers = signers
@@ -217,10 +224,21 @@ class TaskHandler:
         self._rng = rng or random.Random()
         self._clock = clock
         self._breakers = breakers  # None: no circuit breaker
+        self._rates = rates  # None: rate limits and Retry-After pauses are not enforced
         # Webhooks this worker disabled, until the view shows that version (or a newer one).
         self._disabled: dict[str, Webhook] = {}
-        #: Set when the worker stops: tasks that have not begun their attempt are abandoned.
-        self.stopping = False
+        self._stopping = False
+
+    @property
+    def stopping(self) -> bool:
+        """Set when the worker stops: tasks that have not begun their attempt are abandoned."""
+        return self._stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self._stopping = value
+        if value and self._rates is not None:
+            self._rates.release_all()  # tasks waiting for a token give up now, not at their turn
 
     # -- the worker's port ----------------------------------------------------------------------
     def hold_until(self, rec: Record) -> int:
@@ -268,21 +286,27 @@ class TaskHandler:
         if isinstance(verdict, Defer):
             await self._breaker_defer(rec, task, webhook, verdict.reason)
             return
-        async with self._limits.slot(webhook.id):
-            if self.stopping:
-                if verdict.probe and self._breakers is not None:
-                    self._breakers.release(webhook.id)
-                raise Abandoned(task.message_id)
-            self._metrics.in_flight.inc()
-            try:
-                # Signed here and handed straight over (no coroutine of our own around the send, no
-                # local for the headers): nothing per attempt outlives its use while the request waits.
-                attempt_id = new_attempt_id()
-                exchange = await self._sender.send(
-                    webhook.url, task.payload, self._sign(task, signer, attempt_id), attempt_id=attempt_id
-                )
-            finally:
-                self._metrics.in_flight.dec()
+        exchange: Exchange | None = None
+        while exchange is None:
+            if self._rates is not None and not await self._take_turn(rec, task, webhook, probe=verdict.probe):
+                return
+            async with self._limits.slot(webhook.id):
+                if self.stopping:
+                    if verdict.probe and self._breakers is not None:
+                        self._breakers.release(webhook.id)
+                    raise Abandoned(task.message_id)
+                if self._rates is not None and self._rates.paused(webhook.id):
+                    continue  # a Retry-After came while it waited for a slot: wait for the pause's end
+                self._metrics.in_flight.inc()
+                try:
+                    # Signed here and handed straight over (no coroutine of our own around the send, no
+                    # local for the headers): nothing per attempt outlives its use while the request waits.
+                    attempt_id = new_attempt_id()
+                    exchange = await self._sender.send(
+                        webhook.url, task.payload, self._sign(task, signer, attempt_id), attempt_id=attempt_id
+                    )
+                finally:
+                    self._metrics.in_flight.dec()
         await self._conclude(rec, task, webhook, exchange, probe=verdict.probe)
 
     # -- stages ---------------------------------------------------------------------------------
@@ -336,6 +360,8 @@ class TaskHandler:
         retry_after = None
         if classification.honour_retry_after:
             retry_after = parse_retry_after(exchange.header("retry-after"), now)
+            if retry_after and self._rates is not None:  # the webhook waits that long, not only this task
+                self._rates.pause(webhook.id, webhook.rate_limit, retry_after)
         decision = decide(
             classification,
             attempt=task.attempt,
@@ -416,13 +442,59 @@ class TaskHandler:
             return True
         return self._limits.expected_wait(webhook_id) > max(self._tiers[0], DEFER_AFTER)
 
-    async def _defer(self, task: DeliveryTask) -> None:
-        """Put ``task`` back, unattempted, into the first retry tier."""
-        tier = self._tiers[0]
-        later = task.later(int(self._clock() * 1000) + int(tier * 1000))
-        await self._sink.send(self._topics.retry[tier], task.key, later.encode())
-        self._metrics.deferred.labels("backlog").inc()
-        log.debug("deferred message=%s webhook=%s: backlog full", task.message_id, task.webhook_id)
+    async def _defer(self, task: DeliveryTask, held: tuple[Webhook, Later] | None = None) -> None:
+        """Put ``task`` back, unattempted and with the same attempt number, into a retry tier.
+
+        Its webhook's backlog is full: the first tier, silently. Its webhook's rate limit ``held``
+        it: the tier that fits its turn (never sooner than the first tier), with a ``deferred``
+        result saying why — not a failure, and it never uses up an attempt.
+        """
+        wait = self._tiers[0] if held is None else max(self._tiers[0], held[1].due_in)
+        due = int(self._clock() * 1000) + int(wait * 1000)
+        later = (self._topics.retry[tier_for(wait, self._tiers)], task.key, task.later(due).encode())
+        if held is None:
+            await self._sink.send(*later)
+            self._metrics.deferred.labels("backlog").inc()
+            log.debug("deferred message=%s webhook=%s: backlog full", task.message_id, task.webhook_id)
+            return
+        webhook, verdict = held
+        await self._held_back(
+            task,
+            webhook,
+            verdict.reason,
+            [later],
+            outcome="deferred",
+            final=False,
+            next_retry_at=due,
+            error_class=RATE_LIMITED,
+        )
+        self._metrics.deferred.labels("rate_limit").inc()
+        self._metrics.rate_limited.labels("deferred").inc()
+
+    # -- the rate limit (processors/deliver/ratelimit.py, docs/architecture.md §6) ------------------
+    async def _take_turn(self, rec: Record, task: DeliveryTask, webhook: Webhook, *, probe: bool) -> bool:
+        """Wait for the webhook's rate limit (in memory), or put the task back for later: False.
+
+        A task whose partition was revoked while it waited gives up (:class:`Abandoned`): its new
+        owner sends it, at its own pace, and this worker must not add its own on top.
+        """
+        rates = self._rates
+        assert rates is not None
+        busy = rates.waiting(webhook.id) + self._limits.waiting(webhook.id)
+        verdict = rates.admit(webhook.id, webhook.rate_limit, busy)
+        if isinstance(verdict, Later):
+            if probe and self._breakers is not None:
+                self._breakers.release(webhook.id)
+            await self._defer(task, (webhook, verdict))
+            return False
+        if isinstance(verdict, Queue):
+            self._metrics.rate_limited.labels("memory").inc()
+            await rates.acquire(webhook.id)
+            if self.stopping or rec.revoked:
+                if probe and self._breakers is not None:
+                    self._breakers.release(webhook.id)
+                raise Abandoned(task.message_id)
+        return True
 
     # -- the circuit breaker (processors/deliver/breaker.py, docs/architecture.md §6) -------------
     def _admit(self, webhook_id: str, task: DeliveryTask) -> Verdict:
@@ -444,9 +516,12 @@ class TaskHandler:
         """Move ``task`` on to its next attempt without a request, as if that attempt had failed:
         a ``deferred`` result, and the next attempt in its tier (or the DLQ after the last one)."""
         now_ms = int(self._clock() * 1000)
-        exchange = Exchange(new_attempt_id(), now_ms, public_url(webhook.url), {}, 0.0, error_message=reason)
         decision = decide(
-            _HELD_BACK, attempt=task.attempt, rng=self._rng, schedule=self._schedule, jitter=self._jitter,
+            _HELD_BACK,
+            attempt=task.attempt,
+            rng=self._rng,
+            schedule=self._schedule,
+            jitter=self._jitter,
             tiers=self._tiers,
         )
         writes: list[tuple[str, bytes | None, bytes | None]] = []
@@ -461,16 +536,45 @@ class TaskHandler:
             detail = f"{task.attempt} attempts; last: deferred by the circuit breaker"
             dead = self._dead_letters.letter(rec.source, "retries_exhausted", detail, level=logging.INFO)
             writes.append(dead)
-        result = DeliveryResult.of(
-            task, exchange, outcome=outcome, final=decision.final, next_retry_at=next_retry_at
+        await self._held_back(
+            task, webhook, reason, writes, outcome=outcome, final=decision.final, next_retry_at=next_retry_at
         )
+        self._metrics.deferred.labels("breaker").inc()
+
+    async def _held_back(
+        self,
+        task: DeliveryTask,
+        webhook: Webhook,
+        reason: str,
+        writes: list[tuple[str, bytes | None, bytes | None]],
+        *,
+        outcome: Outcome,
+        final: bool,
+        next_retry_at: int | None,
+        error_class: str | None = None,
+    ) -> None:
+        """Write ``writes`` and the result of an attempt held back without a request (``reason``)."""
+        now_ms = int(self._clock() * 1000)
+        exchange = Exchange(
+            new_attempt_id(),
+            now_ms,
+            public_url(webhook.url),
+            {},
+            0.0,
+            error_class=error_class,
+            error_message=reason,
+        )
+        result = DeliveryResult.of(task, exchange, outcome=outcome, final=final, next_retry_at=next_retry_at)
         writes.append((self._topics.results, task.key, result.encode()))
         await asyncio.gather(*(self._sink.send(topic, k, v) for topic, k, v in writes))
-        self._metrics.deferred.labels("breaker").inc()
-        self._metrics.deliveries.labels(outcome, "none", "none").inc()
+        self._metrics.deliveries.labels(outcome, "none", error_class or "none").inc()
         log.info(
             "attempt message=%s webhook=%s attempt=%d outcome=%s reason=%r",
-            task.message_id, task.webhook_id, task.attempt, outcome, reason,
+            task.message_id,
+            task.webhook_id,
+            task.attempt,
+            outcome,
+            reason,
         )
 
     async def _skip(self, task: DeliveryTask, webhook: Webhook | None, reason: str) -> None:

@@ -358,6 +358,9 @@ class Worker:
             if part.offsets.committable is not None:
                 offsets.append(part.tp(part.offsets.committable))
             part.held.clear()
+        for part, rec in self._tasks.values():
+            if part.offsets.revoked:
+                rec.revoked = True  # one still waiting for its webhook's rate limit gives up
         log.info("revoked %d partitions (%d left)", len(keys), len(self._parts))
         return offsets
 

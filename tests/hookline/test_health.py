@@ -66,6 +66,19 @@ def test_skipped_results_and_flapping_never_reach_a_threshold() -> None:
     assert crossed == [] and state.alerted == 0
 
 
+def test_tasks_the_rate_limit_put_back_are_neither_failed_messages_nor_attempts() -> None:
+    """Issue 12: a ``deferred`` result of the webhook's own rate limit says nothing about the endpoint;
+    one of the circuit breaker still counts as a failed message."""
+    limited = [Observation(i, "deferred", 1, "automatic", 1_000, "rate_limited") for i in range(50)]
+    state, crossed = run(limited)
+    assert (state, crossed) == (Streak(), [])
+    state, _ = run([fail(100), *(Observation(101 + i, "deferred", 1, "automatic", 1, "rate_limited")
+                                 for i in range(20))])  # fmt: skip
+    assert (state.failed_messages, state.failed_attempts) == (1, 1)
+    breaker = Observation(200, "deferred", 1, "automatic", 1_000, None)
+    assert run([breaker])[0].failed_messages == 1
+
+
 def test_an_old_streak_with_a_few_failures_disables() -> None:
     day = 86_400_000
     state, crossed = run([fail(0, at=0), fail(1, at=day)])

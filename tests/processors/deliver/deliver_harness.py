@@ -26,7 +26,7 @@ from schemas.codec import encode
 from tests.processors.deliver.receivers import Got
 from tests.support import ConfigWriter, Role, free_port, role_env, wait_until
 
-__all__ = ["Harness", "metric", "new_secret", "verify"]
+__all__ = ["Harness", "max_in_window", "metric", "new_secret", "verify"]
 
 
 new_secret = generate_secret
@@ -61,6 +61,17 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(got.get(k) == v for k, v in labels.items()):
             total += float(m.group(4))
     return total
+
+
+def max_in_window(stamps: Iterable[float], window: float = 1.0) -> int:
+    """The most of ``stamps`` in any closed window of ``window`` seconds (sliding, not calendar seconds)."""
+    ordered = sorted(stamps)
+    best, first = 0, 0
+    for last, t in enumerate(ordered):
+        while t - ordered[first] > window:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
 
 
 class Harness:
