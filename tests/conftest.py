@@ -17,6 +17,7 @@ import pytest
 from hookline.clients import admin_client, create_topics, delete_topics
 from hookline.local.kafka import LocalKafka
 from hookline.settings import Settings, load_settings
+from tests.support import scaled
 
 # One throwaway PostgreSQL server per session for the log store tests (started only when used).
 pytest_plugins = ["tests.postgres"]
@@ -58,7 +59,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         kafka_heap="768m",
     )
     broker = LocalKafka(settings)
-    broker.start(timeout=120)
+    broker.start(timeout=scaled(120))
     try:
         yield broker.bootstrap
     finally:
@@ -85,15 +86,15 @@ def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterato
         topic_partitions=TEST_PARTITIONS,
         home=tmp_path / "home",
     )
-    create_topics(s)
+    create_topics(s, timeout=scaled(60))
     yield s
     drop_prefixed_topics(s)
 
 
 def drop_prefixed_topics(s: Settings) -> None:
     """Delete every topic under the settings' prefix (including ones the roles made themselves)."""
-    names = [n for n in admin_client(s).list_topics(timeout=30).topics if n.startswith(s.topic_prefix)]
-    delete_topics(s, names)
+    topics = admin_client(s).list_topics(timeout=scaled(60)).topics
+    delete_topics(s, [n for n in topics if n.startswith(s.topic_prefix)], timeout=scaled(60))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

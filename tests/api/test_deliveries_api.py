@@ -83,7 +83,7 @@ class Tasks:
     def wait(self, count: int) -> list[dict[str, Any]]:
         wait_until(
             lambda: self.reader.poll(0.1) is not None and len(self.reader.records) >= count,
-            10,
+            60,
             f"{count} tasks",
         )
         return self.reader.decoded("DeliveryTask")

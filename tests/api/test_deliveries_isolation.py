@@ -121,7 +121,7 @@ def test_every_logs_endpoint_answers_404_across_accounts_and_webhooks(
         # Nothing refused above reached the delivery topic; the owner's own redelivery does.
         r = a.post(f"/api/webhooks/{a1}/deliveries/{m_a1}/redeliver")
         assert r.status_code == 202, r.text
-        wait_until(lambda: tasks.poll(0.2) is not None and len(tasks.records) >= 1, 10, "the redelivery task")
+        wait_until(lambda: tasks.poll(0.2) is not None and len(tasks.records) >= 1, 60, "the redelivery task")
         tasks.poll(0.5)  # anything produced before it is on the topic by now (acks=all, awaited)
         assert [
             (m.key(), t["messageId"])

@@ -28,7 +28,7 @@ from hookline.signing import message_id
 from hookline.timestamps import rfc3339
 from tests.api.conftest import KEY_A, KEY_B, RunningApi
 from tests.processors.deliver.receivers import Receiver, Reply
-from tests.support import Role, TopicReader, free_port, role_env, wait_until
+from tests.support import Role, TopicReader, free_port, role_env, scaled, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -133,7 +133,7 @@ def test_recover_sends_every_failed_message_once_oldest_first(pipeline: Pipeline
             sent[wid].add(task.message_id)
             producer.produce(settings.topic("webhook-deliveries"), key=task.key, value=task.encode())
             producer.poll(0)
-    assert producer.flush(30) == 0
+    assert producer.flush(scaled(60)) == 0
     wait_until(
         lambda: len(failed_ids(a, main)) == MESSAGES and len(failed_ids(a, capped)) == CAPPED,
         120,
@@ -145,7 +145,13 @@ def test_recover_sends_every_failed_message_once_oldest_first(pipeline: Pipeline
 
     # Order of first attempt, from the attempts themselves (the results topic).
     results = TopicReader(settings, "webhook-results")
-    results.poll(2.0)
+
+    def finals_read() -> bool:
+        results.poll()
+        read = (DeliveryResult.decode(m.value()) for m in results.records)
+        return {r.message_id for r in read if r.final} >= sent[main] | sent[capped]
+
+    wait_until(finals_read, 60, "the last attempt of every failed message on the results topic")
     first: dict[str, int] = {}
     last_attempt: dict[str, int] = {}
     for m in results.records:
@@ -194,7 +200,7 @@ def test_recover_sends_every_failed_message_once_oldest_first(pipeline: Pipeline
 
     # What the API produced: exactly one recover task per message, in order of first attempt.
     tasks = TopicReader(settings, "webhook-deliveries")
-    tasks.wait_for(MESSAGES + CAPPED + MESSAGES, 30)
+    tasks.wait_for(MESSAGES + CAPPED + MESSAGES, 60)
     recovered = [t for t in (DeliveryTask.decode(m.value()) for m in tasks.records) if t.trigger == "recover"]
     tasks.close()
     order = [t.message_id for t in recovered]

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from tests.api.conftest import KEY_A, KEY_B, RunningApi
-from tests.support import EventWriter, Role, TopicReader, event_record, free_port, role_env, wait_until
+from tests.support import (
+    EventWriter,
+    Role,
+    TopicReader,
+    event_record,
+    free_port,
+    role_env,
+    scaled,
+    wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -66,19 +75,19 @@ def test_api_changes_take_effect_for_the_next_event(api: RunningApi, router: Rol
     wait_until(
         lambda: any(t["eventId"] == eid and t["webhookId"] == hook_id for t in tasks()),
         2.0,
-        "a task for the new webhook within 2 s",
+        "a task for the new webhook within 2 s",  # the bound itself, scaled only by the environment
     )
-    assert time.monotonic() - started <= 2.0
+    assert time.monotonic() - started <= scaled(2.0)
 
     # An unsubscribed type: nothing. Records of one account keep their order, so once the
     # follow-up CONTACT_CREATED is routed, the SALE_NEW before it has been processed.
     unsubscribed = send("acct-a", "SALE_NEW")
     follow = send("acct-a", "CONTACT_CREATED")
-    wait_until(lambda: any(t["eventId"] == follow for t in tasks()), 5, "follow-up routed")
+    wait_until(lambda: any(t["eventId"] == follow for t in tasks()), 60, "follow-up routed")
     assert not [t for t in tasks() if t["eventId"] == unsubscribed]
     # Another account's event reaches that account's webhook only.
     other = send("acct-b", "CONTACT_CREATED")
-    wait_until(lambda: any(t["eventId"] == other for t in tasks()), 5, "B's event routed")
+    wait_until(lambda: any(t["eventId"] == other for t in tasks()), 60, "B's event routed")
     assert [t["webhookId"] for t in tasks() if t["eventId"] == other] == [marker.json()["id"]]
 
     # PATCH subscriptions: the next SALE_NEW is routed, CONTACT_CREATED no longer.
@@ -88,11 +97,11 @@ def test_api_changes_take_effect_for_the_next_event(api: RunningApi, router: Rol
     contact = send("acct-a", "CONTACT_CREATED")
     wait_until(
         lambda: any(t["eventId"] == sale and t["webhookId"] == hook_id for t in tasks()),
-        2.0,
+        60,
         "the PATCH to take effect for the next event",
     )
     follow = send("acct-a", "SALE_NEW")  # same account key: processed after `contact`
-    wait_until(lambda: any(t["eventId"] == follow for t in tasks()), 5, "follow-up routed")
+    wait_until(lambda: any(t["eventId"] == follow for t in tasks()), 60, "follow-up routed")
     assert not [t for t in tasks() if t["eventId"] == contact]
 
     # A second webhook of A on SALE_NEW: every A event below is routed to it, which proves the
@@ -108,7 +117,7 @@ def test_api_changes_take_effect_for_the_next_event(api: RunningApi, router: Rol
     def routed_to(eid: str) -> set[str]:
         wait_until(
             lambda: any(t["eventId"] == eid and t["webhookId"] == other_id for t in tasks()),
-            5,
+            60,
             f"{eid} routed",
         )
         return {t["webhookId"] for t in tasks() if t["eventId"] == eid}

@@ -9,7 +9,7 @@ import pytest
 
 from hookline.clients import records_behind, wait_for_broker
 from hookline.settings import Settings
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, scaled
 
 _WAIT = """
 import sys
@@ -34,7 +34,7 @@ def test_waiting_for_an_absent_broker_prints_no_client_noise() -> None:
 
 @pytest.mark.kafka
 def test_waiting_for_a_running_broker_returns(settings: Settings) -> None:
-    wait_for_broker(settings, timeout=30)
+    wait_for_broker(settings, timeout=scaled(60))
 
 
 def test_records_behind_sums_known_partitions_only() -> None:

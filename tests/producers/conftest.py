@@ -16,6 +16,7 @@ from hookline.clients import admin_client, consumer_config
 from hookline.settings import Settings
 from hookline.topics import CONTACT_EVENTS, SALE_EVENTS
 from schemas.codec import decode
+from tests.support import scaled
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,16 @@ def read_events(settings: Settings, expected: int, timeout: float = 60.0) -> lis
     consumer = Consumer(conf)
     try:
         topics = [settings.topic(CONTACT_EVENTS), settings.topic(SALE_EVENTS)]
-        meta = consumer.list_topics(timeout=10)
+        meta = consumer.list_topics(timeout=scaled(60))
         parts = [
             TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in sorted(meta.topics[t].partitions)
         ]
         consumer.assign(parts)
         out: list[Consumed] = []
-        deadline = time.monotonic() + timeout
+        limit = scaled(timeout)
+        deadline = time.monotonic() + limit
         while len(out) < expected:
-            assert time.monotonic() < deadline, f"only {len(out)} of {expected} events arrived in {timeout}s"
+            assert time.monotonic() < deadline, f"only {len(out)} of {expected} events arrived in {limit:g}s"
             for msg in consumer.consume(num_messages=2000, timeout=0.5):
                 assert msg.error() is None, msg.error()
                 topic, partition, offset, key = msg.topic(), msg.partition(), msg.offset(), msg.key()
@@ -64,8 +66,8 @@ def _end_offsets(settings: Settings, parts: list[TopicPartition]) -> int:
     """Sum of the partitions' end offsets, in one request (per-partition watermark queries are slow)."""
     specs = {TopicPartition(tp.topic, tp.partition): OffsetSpec.latest() for tp in parts}  # type: ignore[no-untyped-call]
     admin = admin_client(settings)  # must outlive the futures
-    futures = admin.list_offsets(specs, request_timeout=10)
-    return sum(f.result(timeout=15).offset for f in futures.values())
+    futures = admin.list_offsets(specs, request_timeout=scaled(60))
+    return sum(f.result(timeout=scaled(60)).offset for f in futures.values())
 
 
 @pytest.fixture
