@@ -436,7 +436,8 @@ def delivery() -> list[Panel | Row]:
             "Failing and disabled webhooks",
             "Webhooks whose failure streak crossed an alert threshold (failing: 50-90 % of "
             "HOOKLINE_DISABLE_AFTER_FAILURES) or that the health processor disabled and that have "
-            "not delivered or been re-enabled since (the health processor's table; runbook: webhook disabled).",
+            "not delivered or been re-enabled since (the health processor's table; runbook: webhook "
+            "disabled).",
             [Target("sum by (state) (hookline_health_webhooks_failing)", "{{state}}")],
             width=12,
         ),
