@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
 from hookline.settings import Settings
-from hookline.topics import TopicSpec, all_topics
+from hookline.topics import TopicSpec, all_topics, replication
 
 __all__ = [
     "BrokerUnavailable",
@@ -144,13 +144,21 @@ def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
 def create_topics(
     settings: Settings, specs: Iterable[TopicSpec] | None = None, timeout: float = 30.0
 ) -> tuple[list[str], list[str]]:
-    """Create missing topics; return (created, already existing). Never alters an existing topic."""
+    """Create missing topics; return (created, already existing). Never alters an existing topic.
+
+    The replication factor follows the number of brokers in the cluster's metadata
+    (:func:`hookline.topics.replication`: 3 replicas and ``min.insync.replicas=2`` from three brokers up).
+    """
     specs = list(all_topics(settings) if specs is None else specs)
     admin = admin_client(settings)
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    metadata = admin.list_topics(timeout=timeout)
+    existing = set(metadata.topics)
+    factor, replicated = replication(len(metadata.brokers))
     wanted = {s.full_name(settings): s for s in specs}
     missing = [
-        NewTopic(name, num_partitions=s.partitions, replication_factor=-1, config=dict(s.config))
+        NewTopic(
+            name, num_partitions=s.partitions, replication_factor=factor, config={**replicated, **s.config}
+        )
         for name, s in wanted.items()
         if name not in existing
     ]

@@ -13,10 +13,12 @@ __all__ = [
     "DLQ",
     "HEALTH_CHANGELOG",
     "HEALTH_EVENTS",
+    "REPLICATED_FROM_BROKERS",
     "RESULTS",
     "SALE_EVENTS",
     "TopicSpec",
     "all_topics",
+    "replication",
     "retry_topic",
 ]
 
@@ -33,6 +35,10 @@ HEALTH_CHANGELOG = "hookline-health-webhook-health-changelog"
 
 _DAY_MS = 24 * 3600 * 1000
 
+#: From this many brokers up (as the cluster's metadata reports them when the topics are created),
+#: every topic gets three replicas and ``min.insync.replicas=2``.
+REPLICATED_FROM_BROKERS = 3
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -47,6 +53,19 @@ class TopicSpec:
 def retry_topic(delay_seconds: float) -> str:
     """Name of the delay tier for ``delay_seconds`` (``webhook-retry-5s``, ``webhook-retry-300s``)."""
     return f"webhook-retry-{delay_seconds:g}s".replace(".", "_")
+
+
+def replication(brokers: int) -> tuple[int, dict[str, str]]:
+    """The replication factor and the extra topic config for a cluster of ``brokers`` live brokers.
+
+    Three brokers or more: 3 replicas, ``min.insync.replicas=2`` — with ``acks=all`` (every producer,
+    hookline/clients.py) a write is acknowledged once two copies have it, so one broker may fail without
+    losing or stopping anything and with two down writes stop instead of landing on a single copy.
+    Fewer: the broker's own default (-1; one replica on the single local broker) and no extra config.
+    """
+    if brokers >= REPLICATED_FROM_BROKERS:
+        return 3, {"min.insync.replicas": "2"}
+    return -1, {}
 
 
 def all_topics(settings: Settings) -> list[TopicSpec]:

@@ -1,0 +1,65 @@
+"""A local 3-node Kafka cluster for the fault tests, on free loopback ports in a temporary home."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from hookline.local.kafka import LocalKafka
+from hookline.settings import Settings, load_settings
+from tests.support import REPO, free_port
+
+BROKERS = 3
+
+
+def free_port_block(count: int, attempts: int = 200) -> int:
+    """A port p such that p .. p + count - 1 are all free on 127.0.0.1 right now."""
+    for _ in range(attempts):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError(f"no block of {count} free ports found")
+
+
+def cluster_settings(home: Path, **changes: object) -> Settings:
+    """Settings for a 3-node cluster under ``home``: node i on base + 2(i-1), its controller one above."""
+    base = free_port_block(2 * BROKERS)
+    bootstrap = ",".join(f"127.0.0.1:{base + 2 * i}" for i in range(BROKERS))
+    return load_settings(
+        {},
+        home=home,
+        kafka_libs=REPO / ".hookline" / "kafka-libs",
+        kafka_port=base,
+        kafka_controller_port=base + 1,
+        kafka_bootstrap=bootstrap,
+        kafka_heap="384m",
+        **changes,
+    )
+
+
+def cluster_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``hookline kafka ... --brokers 3`` use ``settings``' cluster."""
+    return {
+        "HOOKLINE_HOME": str(settings.home),
+        "HOOKLINE_KAFKA_LIBS": str(settings.kafka_libs_dir),
+        "HOOKLINE_KAFKA_PORT": str(settings.kafka_port),
+        "HOOKLINE_KAFKA_CONTROLLER_PORT": str(settings.kafka_controller_port),
+        "HOOKLINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "HOOKLINE_KAFKA_HEAP": settings.kafka_heap,
+    }
+
+
+def local_cluster(settings: Settings) -> LocalKafka:
+    return LocalKafka(settings, brokers=BROKERS)
