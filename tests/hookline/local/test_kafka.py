@@ -69,7 +69,7 @@ def test_start_twice_status_stop_start_keeps_data(
     c = Consumer(
         {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "x", "enable.auto.commit": False}
     )
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    parts = c.list_topics(topic, timeout=60).topics[topic].partitions
     c.assign([TopicPartition(topic, i, OFFSET_BEGINNING) for i in parts])
     values = []
     for _ in range(50):
