@@ -127,17 +127,25 @@ def test_a_webhook_limited_to_50_per_second_gets_5000_events_paced_while_an_unli
         per_second = Counter(int(a - started) for a in arrivals)
         span = max(arrivals) - min(arrivals)
         # The worker's own clock: when each attempt started (ms), from its results.
-        started_at = [
-            r["attemptedAt"] / 1000 for r in results if r["webhookId"] == slow and r["outcome"] == "delivered"
-        ]
+        sent = {
+            r["messageId"]: r["attemptedAt"] / 1000
+            for r in results
+            if r["webhookId"] == slow and r["outcome"] == "delivered"
+        }
+        sent_peak = max_in_window(sent.values())
+        # From the worker's attempt to the receiver's handler (same machine, same clock). On a loaded
+        # machine either process may be off the CPU for a while, which bunches arrivals that left
+        # evenly spaced: a window of arrivals then holds what left over 1 s + this jitter.
+        transit = [g.at - sent[g.headers["x-webhook-message-id"]] for g in slow_got]
+        jitter = max(transit) - min(transit)
         print(
             f"published {2 * EVENTS} tasks in {published:.1f}s; unlimited done after {free_done:.1f}s; "
             f"limited done after {slow_done:.1f}s ({(EVENTS - 1) / span:.1f}/s over {span:.1f}s); "
-            f"most in any 1 s window: {peak} arrived, {max_in_window(started_at)} sent; "
-            f"busiest calendar second: {max(per_second.values())}"
+            f"most in any 1 s window: {peak} arrived, {sent_peak} sent; busiest calendar second: "
+            f"{max(per_second.values())}; transit {min(transit) * 1000:.1f}-{max(transit) * 1000:.1f} ms"
         )
-        assert peak <= RATE + 1, peak  # at the receiver
-        assert max_in_window(started_at) <= RATE + 1  # and by the worker's clock
+        assert sent_peak <= RATE + 1, sent_peak  # what the worker controls, exactly
+        assert peak <= RATE + 1 + int(jitter * RATE), (peak, jitter)  # 51 when the machine keeps up
         assert span >= (EVENTS - RATE - 1) / RATE  # it was paced, not sent at once
         assert free_done < slow_done / 2, (free_done, slow_done)
 
