@@ -31,6 +31,7 @@ from hookline.settings import Secret
 from hookline.webhooks import Subscription, Webhook
 from processors.deliver.exchange import bounded_headers, public_url
 from processors.deliver.handler import (
+    Abandoned,
     DeliveryTopics,
     Record,
     SignerCache,
@@ -40,6 +41,7 @@ from processors.deliver.handler import (
 )
 from processors.deliver.limits import ConcurrencyLimits
 from processors.deliver.offsets import PartitionOffsets
+from processors.deliver.ratelimit import RateLimits
 from processors.deliver.sender import HttpSender, classify_error
 from schemas.codec import decode
 from tests.logrecords import delivery_task
@@ -408,12 +410,12 @@ TOPICS = DeliveryTopics(
 
 
 def _handler(
-    sink: _Sink, sender: _Sender, configs: _Configs, sealer: Sealer
+    sink: _Sink, sender: _Sender, configs: _Configs, sealer: Sealer, rates: RateLimits | None = None
 ) -> TaskHandler:
     return TaskHandler(
         configs=configs, signers=SignerCache(sealer), sender=sender, sink=sink,
         limits=ConcurrencyLimits(4, 2), metrics=DeliveryMetrics(CollectorRegistry()), topics=TOPICS,
-        schedule=(0.5, 1.0, 1.5), jitter=0.2, rng=random.Random(1), backlog=8,
+        schedule=(0.5, 1.0, 1.5), jitter=0.2, rng=random.Random(1), backlog=8, rates=rates,
     )
 
 
@@ -555,3 +557,91 @@ def test_expected_wait_counts_rounds_of_the_share_and_the_age_of_hanging_slots()
         return seen
 
     assert asyncio.run(run()) == [0.0, 0.0, 9.0]  # 4 queued = 2 rounds, +1 for a new task, 3 s each
+
+
+# --- the rate limit in the handler (issue 12) ------------------------------------------------------
+
+
+def _limited(rate: int | None, status: int = 200, headers: dict[str, str] | None = None, **limits: Any
+             ) -> tuple[TaskHandler, _Sink, _Sender]:
+    sealer = Sealer.from_secret(Secret(generate_key()))
+    hook = _hook(secret=sealer.seal("wh", "s3cret-value"), rate_limit=rate)
+    sink, sender = _Sink(), _Sender(status, headers)
+    rates = RateLimits(**{"share": 100, "max_wait": 30.0, **limits})
+    return _handler(sink, sender, _Configs(hook), sealer, rates), sink, sender
+
+
+def _rec(offset: int, **task: Any) -> Record:
+    return Record("tasks", 0, offset, b"wh", _task(**task).encode(), int(time.time() * 1000))
+
+
+def test_a_task_past_its_rate_limit_goes_back_unattempted_same_attempt_with_a_deferred_result() -> None:
+    handler, sink, sender = _limited(1, max_wait=0.1)  # one a second; no wait of a second in memory
+
+    async def two() -> None:
+        await handler.process(_rec(1))
+        await handler.process(_rec(2, attempt=3, trigger="recover"))  # owners' sends wait too
+
+    asyncio.run(two())
+    assert len(sender.sent) == 1
+    [retry] = sink.decoded("r0.5", "DeliveryTask")  # its turn is a second away: the first tier
+    assert (retry["attempt"], retry["trigger"], retry["firstAttemptAt"]) == (3, "recover", None)
+    results = sink.decoded("results", "DeliveryResult")
+    assert [r["outcome"] for r in results] == ["delivered", "deferred"]
+    held = results[1]
+    assert (held["attempt"], held["final"], held["errorClass"], held["responseStatus"]) == (
+        3, False, "rate_limited", None)
+    assert held["errorMessage"] == "rate limit of 1 requests per second: not its turn yet; no request made"
+    assert held["nextRetryAt"] == retry["dueAt"] and retry["dueAt"] - held["attemptedAt"] >= 500
+    m = handler._metrics
+    assert m.deferred.labels("rate_limit")._value.get() == 1
+    assert m.rate_limited.labels("deferred")._value.get() == 1
+    assert m.deliveries.labels("deferred", "none", "rate_limited")._value.get() == 1
+
+
+def test_a_task_waits_in_memory_for_its_turn_then_goes() -> None:
+    handler, sink, sender = _limited(10)
+
+    async def three() -> float:
+        started = time.monotonic()
+        await asyncio.gather(*(handler.process(_rec(i)) for i in range(3)))
+        return time.monotonic() - started
+
+    took = asyncio.run(three())
+    assert len(sender.sent) == 3 and took >= 0.2 - 0.01  # 10 a second: the third goes 0.2 s after the first
+    assert [r["outcome"] for r in sink.decoded("results", "DeliveryResult")] == ["delivered"] * 3
+    assert handler._metrics.rate_limited.labels("memory")._value.get() == 2
+
+
+def test_a_retry_after_pauses_the_webhook_without_a_limit_too() -> None:
+    handler, sink, sender = _limited(None, status=429, headers={"Retry-After": "30"}, max_wait=1.0)
+
+    async def two() -> None:
+        await handler.process(_rec(1))
+        await handler.process(_rec(2))
+
+    asyncio.run(two())
+    assert len(sender.sent) == 1  # the second one made no request
+    results = sink.decoded("results", "DeliveryResult")
+    assert [r["outcome"] for r in results] == ["failed", "deferred"]
+    assert results[1]["errorMessage"].startswith("rate limit: the receiver asked to wait (Retry-After) 30s")
+    [back] = [t for t in sink.decoded("r1.5", "DeliveryTask") if t["attempt"] == 1]  # about 28.5 s away
+    assert back["dueAt"] - results[1]["attemptedAt"] >= 28_000
+
+
+def test_a_task_waiting_for_its_turn_gives_up_when_its_partition_is_revoked_or_the_worker_stops() -> None:
+    handler, sink, sender = _limited(2)
+
+    async def run() -> list[BaseException | None]:
+        await handler.process(_rec(1))
+        revoked, other = _rec(2), _rec(3)
+        waiting = [asyncio.create_task(handler.process(r)) for r in (revoked, other)]
+        await asyncio.sleep(0.05)
+        revoked.revoked = True  # the worker marks it when the partition goes (worker._revoked)
+        handler.stopping = True  # and stopping releases every waiter at once (not in 1 s)
+        done = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 0.4)
+        return list(done)
+
+    outcomes = asyncio.run(run())
+    assert all(isinstance(o, Abandoned) for o in outcomes), outcomes
+    assert len(sender.sent) == 1 and len(sink.decoded("results", "DeliveryResult")) == 1
