@@ -426,6 +426,22 @@ def delivery() -> list[Panel | Row]:
             width=12,
         ),
         Panel(
+            "Rate-limited tasks",
+            "Tasks their webhook's rateLimit (or a receiver's Retry-After pause) delayed: waiting in a "
+            "worker's memory for their turn (memory), or put back into a retry tier without a request "
+            "(deferred; never a failure, never an attempt used up).",
+            [Target(rate("hookline_delivery_rate_limited_total", "where"), "{{where}}")],
+            unit="ops",
+            width=12,
+        ),
+        Panel(
+            "Rate-limited webhooks",
+            "Webhooks with tasks waiting for their rate limit, or paused by a Retry-After, per worker "
+            "(the buckets are per worker: see README, Rate limit per webhook).",
+            [Target("sum by (instance) (hookline_delivery_rate_limited_webhooks)", "{{instance}}")],
+            width=12,
+        ),
+        Panel(
             "Skipped tasks",
             "Tasks for webhooks deleted, deactivated or unsubscribed after the event was routed.",
             [Target(rate('hookline_deliveries_total{outcome="skipped"}'), "skipped")],
