@@ -107,7 +107,7 @@ TARGETS: tuple[tuple[str, str, float, str], ...] = (
 )
 
 #: The processes of the pipeline whose CPU counts (the loopback sink and the generator do not).
-PIPELINE_PROCESSES = ("broker", "router", "worker", "logsink", "api")
+PIPELINE_PROCESSES = ("broker", "router", "worker", "logsink", "health", "api")
 
 
 class Bench:
@@ -276,6 +276,7 @@ class Bench:
             "router": pipe.router.pid if pipe is not None and pipe.router is not None else None,
             "worker": pipe.worker.pid if pipe is not None and pipe.worker is not None else None,
             "logsink": pipe.logsink.pid if pipe is not None and pipe.logsink is not None else None,
+            "health": pipe.health.pid if pipe is not None and pipe.health is not None else None,
             "api": pipe.api.pid if pipe is not None and pipe.api is not None else None,
             "sink": self.sink.pid if self.sink is not None else None,
         }
@@ -552,8 +553,9 @@ class Bench:
         pipe.start_router()
         pipe.start_worker()
         pipe.start_logsink()
+        pipe.start_health()
         pipe.start_api()
-        say("main: waiting for the router, the worker, the log sink and the API")
+        say("main: waiting for the router, the worker, the log sink, the health processor and the API")
         pipe.wait_ready()
         self.warm_up(pipe, "warmup", singles)
         self._cpu_curve(pipe, singles)

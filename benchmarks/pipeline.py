@@ -79,10 +79,12 @@ class Pipeline:
         self.router: Child | None = None
         self.worker: Child | None = None
         self.logsink: Child | None = None
+        self.health: Child | None = None
         self.api: Child | None = None
         self.router_port = 0
         self.worker_port = 0
         self.logsink_port = 0
+        self.health_port = 0
         self.api_port = 0
         self.worker_settings: dict[str, str] = {}
 
@@ -186,17 +188,26 @@ class Pipeline:
         ).start()
         return self.worker
 
+    def _start_consumer_role(self, role: str) -> tuple[Child, int]:
+        port = free_port()
+        child = Child.python(
+            f"{self.name}-{role}",
+            "benchmarks.launch",
+            [role, "--metrics-port", str(port)],
+            env=self.role_env(),
+            log_path=self.logs / f"{self.name}-{role}.log",
+        ).start()
+        return child, port
+
     def start_logsink(self) -> Child:
         """The log sink, writing this pipeline's SQLite delivery log (every bench run has it)."""
-        self.logsink_port = free_port()
-        self.logsink = Child.python(
-            f"{self.name}-logsink",
-            "benchmarks.launch",
-            ["logsink", "--metrics-port", str(self.logsink_port)],
-            env=self.role_env(),
-            log_path=self.logs / f"{self.name}-logsink.log",
-        ).start()
+        self.logsink, self.logsink_port = self._start_consumer_role("logsink")
         return self.logsink
+
+    def start_health(self) -> Child:
+        """The health processor over this pipeline's results (every bench run has it, as production does)."""
+        self.health, self.health_port = self._start_consumer_role("health")
+        return self.health
 
     def start_api(self) -> Child:
         """The management API over the same log store and config topic (its idle cost counts too)."""
@@ -215,6 +226,7 @@ class Pipeline:
             (self.router, self.router_port),
             (self.worker, self.worker_port),
             (self.logsink, self.logsink_port),
+            (self.health, self.health_port),
             (self.api, self.api_port),
         )
         for child, port in roles:
@@ -244,10 +256,10 @@ class Pipeline:
     def stop(self) -> None:
         self.stop_worker()
         self.stop_router()
-        for child in (self.logsink, self.api):
+        for child in (self.logsink, self.health, self.api):
             if child is not None:
                 child.stop(timeout=30)
-        self.logsink = self.api = None
+        self.logsink = self.health = self.api = None
 
     def topic_names(self) -> list[str]:
         from hookline.topics import all_topics

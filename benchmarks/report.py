@@ -12,6 +12,10 @@ __all__ = ["write_all"]
 PLOTS = ("latency.png", "throughput.png")
 
 
+#: The CPU table's columns: the pipeline's processes, then the loopback sink (not counted in totals).
+_TABLE_PROCESSES = ("broker", "router", "worker", "logsink", "health", "api", "sink")
+
+
 def write_all(
     out: Path, results: dict[str, Any], series: dict[str, Any], latencies: dict[str, list[float]]
 ) -> list[Path]:
@@ -113,8 +117,11 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         if key in results:
             lines.append(f"| {label} | {_fmt(results[key], unit)} |")
     lines += ["", "## CPU per delivery (µs, in each run's window)", ""]
-    lines += ["| run | offered/s | delivered/s | p99 | broker | router | worker | sink | generator/event |"]
-    lines += ["|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| run | offered/s | delivered/s | p99 | broker | router | worker | log sink | health | api "
+        "| loopback sink | generator/event |"
+    ]
+    lines += ["|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, run in results.get("runs", {}).items():
         if "cpu_us_per_delivery" not in run:
             continue
@@ -124,7 +131,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
             _fmt(run["offered_deliveries_per_s"]),
             _fmt(run["throughput_deliveries_per_s"]),
             _fmt(run["latency_s"]["p99"], "s"),
-            *(_fmt(c.get(role)) for role in ("broker", "router", "worker", "sink")),
+            *(_fmt(c.get(role)) for role in _TABLE_PROCESSES),
             _fmt(run.get("generator_cpu_us_per_event")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -177,7 +184,7 @@ def _cpu_plot(out: Path, results: dict[str, Any]) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
     bottom = [0.0] * len(points)
-    for proc in ("broker", "router", "worker", "logsink", "api"):
+    for proc in ("broker", "router", "worker", "logsink", "health", "api"):
         heights = [float(p[1].get(proc) or 0.0) / 1000 for p in points]
         ax.bar([p[0] for p in points], heights, bottom=bottom, label=proc)
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]

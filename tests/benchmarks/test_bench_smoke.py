@@ -90,13 +90,13 @@ def test_smoke_mode_writes_every_figure_a_balanced_ledger_and_the_plots(
     # CPU per delivery per process, every role of the pipeline counted (the log sink and the API too).
     for rate in ("20", "100", "max"):
         per = results[f"cpu_us_per_delivery_at_{rate}_per_process"]
-        assert set(per) == {"broker", "router", "worker", "logsink", "api"}, per
+        assert set(per) == {"broker", "router", "worker", "logsink", "health", "api"}, per
         # The broker's CPU counts when the bench started it; the session broker here is not its own.
         external = results["environment"]["bootstrap"] == "external"
         assert all(per[p] is not None for p in per if not (external and p == "broker")), (rate, per)
         total = sum(v for v in per.values() if v is not None)
         assert results[f"cpu_us_per_delivery_at_{rate}"] == pytest.approx(total, abs=1), rate
-    roles = {"router", "worker", "logsink", "api"}
+    roles = {"router", "worker", "logsink", "health", "api"}
     assert set(results["idle_cores_per_process"]) == roles | (set() if external else {"broker"})
     for plot in ("latency.png", "throughput.png", "cpu.png"):
         data = (out / plot).read_bytes()
