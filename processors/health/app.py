@@ -23,7 +23,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import aiokafka
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import CollectorRegistry
 
 from hookline.configview import ConfigView
@@ -45,6 +47,31 @@ from schemas.codec import CodecError, encode
 __all__ = ["Health", "HealthApp"]
 
 log = logging.getLogger("hookline.health")
+
+#: Nothing waits on the health processor (an alert half a second later changes nothing), so its
+#: consumer lets the broker gather results for up to FETCH_MAX_WAIT_MS per fetch instead of asking
+#: again for every result, as the log sink does: at everyday rates one fetch (and one wake-up of
+#: Faust's consumer thread) carries dozens of results instead of one (docs/architecture.md §6).
+FETCH_MIN_BYTES = 1 << 20
+FETCH_MAX_WAIT_MS = 500
+
+
+class _PatientConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes neither setting to aiokafka; the consumer reads both when it starts its fetcher.
+        consumer._fetch_min_bytes = FETCH_MIN_BYTES
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class _PatientConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _PatientConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _PatientTransport(faust_aiokafka.Transport):
+    Consumer = _PatientConsumer
 
 
 class Health:
@@ -221,6 +248,7 @@ class HealthApp:
             datadir=str(datadir),
             topic_partitions=1,
         )
+        app.transport = _PatientTransport(app.conf.broker_consumer, app)  # before any topic or table
         self.health = Health(app, s, self.view, self.metrics)
         root = self
 
