@@ -65,8 +65,10 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def classify_error(exc: BaseException) -> str:
     """The ``errorClass`` of an attempt that got no response, from the exception and its causes.
 
-    httpx-aiohttp maps aiohttp's errors loosely (a refused connection becomes ``ConnectTimeout``),
-    so the aiohttp and OS errors underneath decide.
+    httpx-aiohttp maps aiohttp's errors loosely (it calls every one of them ``ConnectTimeout``: a
+    refused connection, a reset after the request went out, a server that hung up without an
+    answer), so the aiohttp and OS errors underneath decide. ``connect`` is a connection that could
+    not be made; one that was made and then broke (reset, closed without an answer) is ``protocol``.
     """
     chain = _chain(exc)
 
@@ -81,8 +83,13 @@ def classify_error(exc: BaseException) -> str:
         return "tls"
     if has(TimeoutError, aiohttp.ServerTimeoutError):
         return "timeout"
-    if has(aiohttp.ClientConnectorError, ConnectionError, httpx.ConnectError, httpx.UnsupportedProtocol):
+    if has(
+        aiohttp.ClientConnectorError, ConnectionRefusedError, httpx.ConnectError, httpx.UnsupportedProtocol
+    ):
         return "connect"
+    # Connected, then broken: a reset, a hang-up without an answer, a malformed response.
+    if has(aiohttp.ClientError, ConnectionError):
+        return "protocol"
     if has(httpx.TimeoutException):
         return "timeout"
     return "protocol"
