@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EVENT_TYPES", "SealedSecret", "Subscription", "Webhook"]
+__all__ = ["EVENT_TYPES", "ORDERINGS", "SealedSecret", "Subscription", "Webhook"]
 
 #: The six events, in the order systeme.io lists them (docs/architecture.md §1).
 EVENT_TYPES: tuple[str, ...] = (
@@ -18,6 +18,10 @@ EVENT_TYPES: tuple[str, ...] = (
     "SALE_NEW",
     "SALE_CANCELED",
 )
+
+#: A webhook's delivery order: "none" (concurrent, retries overtake) or "contact" (one contact's
+#: messages one at a time, in publish order; docs/architecture.md §6, *Ordered delivery*).
+ORDERINGS: tuple[str, ...] = ("none", "contact")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,7 @@ class Webhook:
     previous_secret_expires_at: int | None = None
     disabled_at: int | None = None  # when the platform switched it off (410 Gone, a failure streak)
     rate_limit: int | None = None  # requests per second at most (per webhook, enforced by its worker)
+    ordering: str = "none"  # "contact": one contact's messages in publish order (ORDERINGS)
 
     def switched_off(self, *, reason: str, now_ms: int) -> Webhook:
         """This webhook switched off by the platform: inactive, with ``reason``, one version later."""
@@ -102,6 +107,7 @@ class Webhook:
             "disabledReason": self.disabled_reason,
             "disabledAt": self.disabled_at,
             "rateLimit": self.rate_limit,
+            "ordering": self.ordering,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
             "version": self.version,
@@ -126,6 +132,7 @@ class Webhook:
             disabled_reason=r.get("disabledReason"),
             disabled_at=r.get("disabledAt"),
             rate_limit=r.get("rateLimit"),
+            ordering=r.get("ordering") or "none",
             created_at=int(r["createdAt"]),
             updated_at=int(r["updatedAt"]),
             version=int(r["version"]),

@@ -855,3 +855,25 @@ def test_a_config_written_before_rate_limit_still_loads() -> None:
     assert Webhook.from_record(limited).rate_limit == 50
     assert decode(encode("WebhookConfig", hook.to_record()), "WebhookConfig")["rateLimit"] is None
     assert "rateLimit" not in {f["name"] for f in old["fields"]}
+
+
+def test_a_config_written_before_ordering_still_loads() -> None:
+    """WebhookConfig gained ``ordering`` (issue 12, point 2): a config the previous version wrote
+    (with a rate limit) decodes with ``ordering`` "none" (today's concurrent delivery) and loads as a
+    Webhook; "contact" round-trips, and the old writer never knew the field."""
+    from hookline.webhooks import Webhook
+
+    old = load("history/WebhookConfig.5802dcf87cd4692d.avsc")
+    record = {**OLD_CONFIG, "disabledAt": 5, "rateLimit": 50}
+    written = Codec([old]).encode(full_name(old), record)
+    assert written[2:10] != fingerprint("WebhookConfig")
+    got = decode(written, "WebhookConfig")
+    assert got["ordering"] == "none"
+    hook = Webhook.from_record(got)
+    assert (hook.ordering, hook.rate_limit, hook.disabled_at, hook.version) == ("none", 50, 5, 3)
+    ordered = decode(encode("WebhookConfig", {**hook.to_record(), "ordering": "contact"}), "WebhookConfig")
+    assert Webhook.from_record(ordered).ordering == "contact"
+    assert decode(encode("WebhookConfig", hook.to_record()), "WebhookConfig")["ordering"] == "none"
+    with pytest.raises(CodecError):
+        encode("WebhookConfig", {**hook.to_record(), "ordering": "fifo"})
+    assert "ordering" not in {f["name"] for f in old["fields"]}
