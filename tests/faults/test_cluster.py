@@ -13,8 +13,9 @@ from hookline.cli import main
 from hookline.clients import admin_client, create_topics, describe_topic_config, port_open
 from hookline.local.kafka import KafkaSetupError, LocalKafka
 from hookline.settings import Settings, load_settings
-from hookline.topics import all_topics
+from hookline.topics import DELIVERIES, TopicSpec, all_topics
 from tests.faults.cluster import BROKERS, cluster_env, cluster_settings, local_cluster
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -70,7 +71,12 @@ def test_three_nodes_start_report_and_stop_and_topics_get_three_replicas(
     metadata = admin_client(cluster).list_topics(timeout=30)
     assert sorted(metadata.brokers) == [1, 2, 3]
     create_topics(cluster)
-    metadata = admin_client(cluster).list_topics(timeout=30)
+    admin = admin_client(cluster)
+    names = {spec.full_name(cluster) for spec in all_topics(cluster)}
+    # Every broker learns of new topics through the metadata log: the one asked may lag a moment.
+    metadata = wait_until(
+        lambda: (md := admin.list_topics(timeout=30)) and names <= set(md.topics) and md, 60, "the topics"
+    )
     for spec in all_topics(cluster):
         topic = metadata.topics[spec.full_name(cluster)]
         assert {len(p.replicas) for p in topic.partitions.values()} == {3}, spec.name
@@ -82,6 +88,14 @@ def test_three_nodes_start_report_and_stop_and_topics_get_three_replicas(
     assert main(["kafka", "status"]) == 3
     status = capsys.readouterr().out
     assert "2 of 3 nodes running" in status and "node 2: stopped" in status
+    # Once the controller has fenced it, the metadata shows two brokers: a topic created now takes the
+    # brokers' defaults, still 3 replicas (one on the stopped node, to catch up later) and 2 in sync.
+    wait_until(lambda: sorted(admin.list_topics(timeout=10).brokers) == [1, 3], 60, "node 2 fenced")
+    late = cluster.replace(topic_prefix="late.")
+    create_topics(late, [TopicSpec(DELIVERIES, 3)])
+    topic = wait_until(lambda: admin.list_topics(timeout=10).topics.get(late.topic(DELIVERIES)), 60, "late")
+    assert [sorted(p.replicas) for p in topic.partitions.values()] == [[1, 2, 3]] * 3
+    assert describe_topic_config(late, late.topic(DELIVERIES))["min.insync.replicas"] == "2"
     assert main(["kafka", "start", "--brokers", "3"]) == 0
     err = capsys.readouterr().err
     assert "starting node 2" in err and "starting node 1" not in err
