@@ -118,6 +118,13 @@ def test_a_taken_port_and_clashing_ports_are_refused_clearly(cluster: Settings) 
             local_cluster(cluster).start()
     with pytest.raises(KafkaSetupError, match="1 to 5 nodes"):
         LocalKafka(cluster, brokers=6)
+    # A node that cannot start: its exit code and the end of its log; the nodes started with it stopped.
+    broken = LocalKafka(cluster.replace(kafka_heap="1k"), brokers=3)
+    with pytest.raises(
+        KafkaSetupError, match=r"node \d exited with code 1; last lines of .*kafka\.log:\n(.|\n)*heap"
+    ):
+        broken.start()
+    assert not any(broken.node_pid(i) for i in range(1, BROKERS + 1))
     # Node 1's client port is node 2's controller port: refused before anything starts.
     clash = load_settings({}, home=cluster.home, kafka_port=7000, kafka_controller_port=7002)
     with pytest.raises(KafkaSetupError, match="would share ports"):
