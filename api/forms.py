@@ -20,6 +20,7 @@ from api.validation import (
     UrlRules,
     WebhookChanges,
     check_name,
+    check_ordering,
     check_rate_limit,
     check_secret,
     check_subscriptions,
@@ -70,6 +71,7 @@ class WebhookForm:
     subscriptions: list[str] = field(default_factory=list)
     active: bool = True
     rate_limit: str = ""  # requests per second as typed; empty: no limit
+    ordering: str = ""  # the checkbox's value: "contact" when checked, empty when not
 
     def __repr__(self) -> str:  # never the secret
         return f"WebhookForm(name={self.name!r}, subscriptions={self.subscriptions!r}, active={self.active})"
@@ -83,6 +85,7 @@ class WebhookForm:
             subscriptions=data.all("subscriptions"),
             active=data.first("active") == "on",
             rate_limit=data.first("rate_limit").strip(),
+            ordering=data.first("ordering"),
         )
 
     @classmethod
@@ -93,6 +96,7 @@ class WebhookForm:
             subscriptions=[s.event for s in hook.subscriptions],
             active=hook.active,
             rate_limit="" if hook.rate_limit is None else str(hook.rate_limit),
+            ordering="" if hook.ordering == "none" else hook.ordering,
         )
 
     def checked(self, event: str) -> bool:
@@ -113,6 +117,8 @@ class WebhookForm:
         # Unknown or repeated values can only come from a tampered form; the API's check says so.
         run("subscriptions", lambda: check_subscriptions(self.subscriptions))
         run("rate_limit", lambda: _rate_limit(self.rate_limit))
+        # Only "contact" (checked) or nothing comes from the page; anything else was tampered with.
+        run("ordering", lambda: check_ordering(self.ordering or "none"))
         if self.secret or not secret_optional:
             run("secret", lambda: check_secret(self.secret))
         else:
@@ -131,6 +137,7 @@ class WebhookForm:
             values["secret"],
             self.active,
             values["rate_limit"],
+            values["ordering"],
         ), {}
 
     def to_changes(self, rules: UrlRules) -> tuple[WebhookChanges | None, FieldErrors]:
@@ -146,6 +153,7 @@ class WebhookForm:
                 secret=values["secret"],
                 active=self.active,
                 rate_limit=UNLIMITED if values["rate_limit"] is None else values["rate_limit"],
+                ordering=values["ordering"],
             ),
             {},
         )

@@ -52,6 +52,7 @@ def present(webhook: Webhook) -> dict[str, Any]:
         "disabledReason": webhook.disabled_reason,
         "disabledAt": rfc3339(webhook.disabled_at),
         "rateLimit": webhook.rate_limit,
+        "ordering": webhook.ordering,
         "createdAt": rfc3339(webhook.created_at),
         "updatedAt": rfc3339(webhook.updated_at),
     }
@@ -63,6 +64,12 @@ def present(webhook: Webhook) -> dict[str, Any]:
 _RATE_LIMIT = (
     "Requests per second hookline sends to this webhook at most, 1 to 10000 (evenly spaced; tasks"
     " beyond it wait, none is dropped); null: no limit."
+)
+_ORDERING = (
+    'Delivery order. "none" (default): messages are sent concurrently and a retry may overtake a later'
+    " message. \"contact\": the messages about one contact (the event's contact, a sale's buyer) are"
+    " sent one at a time in the order the events were published; the next waits until the previous one"
+    " was delivered, finally failed or skipped, and a failing one holds up only its own contact."
 )
 
 
@@ -82,6 +89,7 @@ class WebhookCreate(_Doc):
     )
     active: bool = True
     rateLimit: int | None = Field(default=None, ge=1, le=10_000, description=_RATE_LIMIT)
+    ordering: Literal["none", "contact"] | None = Field(default="none", description=_ORDERING)
 
 
 class WebhookPatch(_Doc):
@@ -99,6 +107,9 @@ class WebhookPatch(_Doc):
     active: bool | None = None
     rateLimit: int | None = Field(
         default=None, ge=1, le=10_000, description=_RATE_LIMIT + " In a patch, null removes the limit."
+    )
+    ordering: Literal["none", "contact"] | None = Field(
+        default=None, description=_ORDERING + ' In a patch, null sets "none".'
     )
 
 
@@ -119,6 +130,7 @@ class WebhookOut(BaseModel):
         default=None, description="RFC 3339 time the platform disabled the webhook, or null."
     )
     rateLimit: int | None = Field(default=None, description=_RATE_LIMIT)
+    ordering: Literal["none", "contact"] = Field(default="none", description=_ORDERING)
     createdAt: str
     updatedAt: str
 

@@ -182,6 +182,7 @@ class WebhookService:
                 subscriptions=tuple(Subscription(e) for e in new.subscriptions),
                 active=new.active,
                 rate_limit=new.rate_limit,
+                ordering=new.ordering,
                 created_at=now,
                 updated_at=now,
                 version=1,
@@ -216,6 +217,7 @@ class WebhookService:
                 disabled_reason=reason,
                 disabled_at=current.disabled_at if reason is not None else None,
                 rate_limit=_rate_limit(current.rate_limit, changes.rate_limit),
+                ordering=current.ordering if changes.ordering is None else changes.ordering,
             )
             if changes.secret is not None:
                 nxt = replace(

@@ -18,7 +18,7 @@ import orjson
 from api.errors import InvalidRequest
 from hookline.addresses import IPAddress, is_public_address, looks_internal_hostname, parse_host_literal
 from hookline.signing import SecretError, hmac_key
-from hookline.webhooks import EVENT_TYPES
+from hookline.webhooks import EVENT_TYPES, ORDERINGS
 
 __all__ = [
     "FIELDS",
@@ -32,6 +32,7 @@ __all__ = [
     "WebhookChanges",
     "check_active",
     "check_name",
+    "check_ordering",
     "check_rate_limit",
     "check_secret",
     "check_subscriptions",
@@ -52,7 +53,7 @@ MAX_RATE_LIMIT = 10_000
 UNLIMITED = 0
 
 #: Every field a client may send, in the order they are checked.
-FIELDS = ("name", "url", "subscriptions", "secret", "active", "rateLimit")
+FIELDS = ("name", "url", "subscriptions", "secret", "active", "rateLimit", "ordering")
 #: The attribute of :class:`NewWebhook` and :class:`WebhookChanges` that holds each field.
 _ATTRS = {"rateLimit": "rate_limit"}
 _REQUIRED = ("name", "url", "subscriptions")
@@ -69,11 +70,12 @@ class NewWebhook:
     secret: str | None  # None: generate one
     active: bool = True
     rate_limit: int | None = None  # requests per second; None: unlimited
+    ordering: str = "none"  # one of hookline.webhooks.ORDERINGS
 
     def __repr__(self) -> str:
         return (
             f"NewWebhook(name={self.name!r}, subscriptions={self.subscriptions!r}, active={self.active},"
-            f" rate_limit={self.rate_limit})"
+            f" rate_limit={self.rate_limit}, ordering={self.ordering!r})"
         )
 
 
@@ -87,6 +89,7 @@ class WebhookChanges:
     secret: str | None = None
     active: bool | None = None
     rate_limit: int | None = None  # UNLIMITED removes the limit
+    ordering: str | None = None
 
     def __repr__(self) -> str:
         changed = [f for f in FIELDS if getattr(self, _ATTRS.get(f, f)) is not None]
@@ -286,6 +289,20 @@ def check_rate_limit(value: object) -> int:
     return value
 
 
+def check_ordering(value: object) -> str:
+    """The webhook's delivery order: one of :data:`hookline.webhooks.ORDERINGS` (JSON null, the
+    default "none", is the caller's business)."""
+    what = " or ".join(f'"{o}"' for o in ORDERINGS)
+    _expect("ordering", value, str, what)
+    assert isinstance(value, str)
+    if value not in ORDERINGS:
+        raise InvalidRequest(
+            "ordering_invalid",
+            f"ordering must be {what} (contact: one contact's messages in publish order), not {value[:40]!r}",
+        )
+    return value
+
+
 # -- whole bodies --------------------------------------------------------------------------------
 
 
@@ -309,14 +326,15 @@ def parse_create(body: Mapping[str, Any], rules: UrlRules) -> NewWebhook:
     secret = None if body.get("secret") is None else check_secret(body["secret"])
     active = True if body.get("active") is None else check_active(body["active"])
     rate_limit = None if body.get("rateLimit") is None else check_rate_limit(body["rateLimit"])
-    return NewWebhook(name, url, subscriptions, secret, active, rate_limit)
+    ordering = "none" if body.get("ordering") is None else check_ordering(body["ordering"])
+    return NewWebhook(name, url, subscriptions, secret, active, rate_limit, ordering)
 
 
 def parse_patch(body: Mapping[str, Any], rules: UrlRules) -> WebhookChanges:
     """Validate a JSON merge-patch (RFC 7396) of a webhook; absent fields stay as they are."""
     _reject_unknown(body)
     for field in FIELDS:
-        if field in body and body[field] is None and field != "rateLimit":
+        if field in body and body[field] is None and field not in ("rateLimit", "ordering"):
             # In a merge-patch null removes a member; these members of a webhook are required.
             raise InvalidRequest("invalid_type", f"{field} cannot be null (it cannot be removed)")
     rate_limit = None
@@ -329,4 +347,10 @@ def parse_patch(body: Mapping[str, Any], rules: UrlRules) -> WebhookChanges:
         secret=check_secret(body["secret"]) if "secret" in body else None,
         active=check_active(body["active"]) if "active" in body else None,
         rate_limit=rate_limit,
+        # null removes the member: the default, "none"
+        ordering=None
+        if "ordering" not in body
+        else "none"
+        if body["ordering"] is None
+        else check_ordering(body["ordering"]),
     )

@@ -32,6 +32,7 @@ PUBLIC_FIELDS = {
     "disabledReason",
     "disabledAt",
     "rateLimit",
+    "ordering",
     "createdAt",
     "updatedAt",
 }
