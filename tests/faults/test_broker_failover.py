@@ -48,7 +48,7 @@ from hookline.settings import Secret, Settings
 from hookline.topics import CONFIG, CONTACT_EVENTS, DELIVERIES, SALE_EVENTS, TopicSpec
 from hookline.webhooks import EVENT_TYPES, Subscription, Webhook
 from schemas.codec import encode
-from tests.faults.cluster import cluster_settings, local_cluster
+from tests.faults.cluster import cluster_settings, free_port_block, local_cluster
 from tests.faults.load import (
     Load,
     arrivals,
@@ -60,7 +60,7 @@ from tests.faults.load import (
     settled_seconds,
 )
 from tests.processors.deliver.receivers import Receiver
-from tests.support import REPO, Role, TopicReader, free_port, role_env, wait_until
+from tests.support import REPO, Role, TopicReader, role_env, scaled, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -122,7 +122,7 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     receiver = Receiver().start()
     roles: dict[str, tuple[Role, int]] = {}
     try:
-        kafka.start(timeout=180)
+        kafka.start(timeout=scaled(180))
         create_topics(settings)
         create_topics(settings, [TopicSpec(PROBE_TOPIC, 3)])
         secret_key = generate_key()
@@ -148,7 +148,7 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
             ("deliver", "HOOKLINE_DELIVER_METRICS_PORT"),
             ("logsink", "HOOKLINE_LOGSINK_METRICS_PORT"),
         ):
-            port = free_port()
+            port = free_port_block(1)
             env = role_env(settings, **common, **{port_var: str(port)})
             roles[name] = (Role([name], env, tmp_path / f"{name}.log").start(), port)
         for role, port in roles.values():
@@ -277,7 +277,7 @@ def test_broker_failover_loses_nothing_and_writes_stop_without_two_replicas(
         assert p.kafka.kill_node(leader)
         probe1 = Probe(p.settings, seconds=60)  # one broker down: writes go on
         time.sleep(10)
-        p.kafka.start(timeout=180)
+        p.kafka.start(timeout=scaled(180))
         back1 = time.time()
         figures["fault1"] = {
             "killed": leader,
@@ -299,7 +299,7 @@ def test_broker_failover_loses_nothing_and_writes_stop_without_two_replicas(
         probe2 = Probe(p.settings, seconds=8).result()
         time.sleep(max(0.0, alone + 12 - time.time()))
         restart2 = time.time()
-        p.kafka.start(timeout=180)
+        p.kafka.start(timeout=scaled(180))
         back2 = time.time()
         # An acknowledgement already on its way when the second broker died may still arrive: 2 s grace.
         acked_alone = load.acked_between(alone + 2, restart2)
