@@ -120,9 +120,18 @@ class ConfigView:
             loop = asyncio.get_running_loop()
             try:
                 ends = await loop.run_in_executor(None, self._end_offsets)
-            except Exception:
-                log.warning("config view: could not read the config topic's end offsets", exc_info=True)
-                return False
+            except Exception as first:
+                # A client that asked a broker which has since lost the partition's leadership keeps
+                # getting FENCED_LEADER_EPOCH / NOT_LEADER for a while (after a broker restart: up to
+                # 45 s, every event routed without this guarantee); a new client asks the new leader.
+                self._admin = None
+                log.info("config view: end offsets failed (%s); asking again with a new client", first)
+                try:
+                    ends = await loop.run_in_executor(None, self._end_offsets)
+                except Exception:
+                    self._admin = None
+                    log.warning("config view: could not read the config topic's end offsets", exc_info=True)
+                    return False
             for partition, end in ends.items():
                 if end > 0 and not await self.wait_applied_async(partition, end - 1, timeout):
                     return False

@@ -346,3 +346,36 @@ def test_subscribers_are_the_accounts_active_and_enabled_subscriptions(feed: Fee
     assert feed.view.subscribers("acct-c", "SALE_NEW") == []
     assert [w.id for w in feed.view.subscribers("acct-b", "SALE_NEW")] == ["wh-6"]
     assert len(feed.view.for_account("acct-a")) == 5
+
+
+def test_a_failed_catch_up_asks_again_with_a_new_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a broker restart the old admin client keeps asking a fenced leader (FENCED_LEADER_EPOCH
+    for up to 45 s in the failover test); the view drops it and asks once more with a new one."""
+    view = ConfigView(load_settings({}, kafka_bootstrap="127.0.0.1:1"))
+    stale = object()
+    view._admin = stale  # type: ignore[assignment]
+    clients: list[object] = []
+
+    def end_offsets() -> dict[int, int]:
+        clients.append(view._admin)
+        if view._admin is stale:
+            raise RuntimeError("KafkaError{code=FENCED_LEADER_EPOCH}")
+        return {}  # an empty config topic: nothing to wait for
+
+    monkeypatch.setattr(view, "_end_offsets", end_offsets)
+    assert asyncio.run(view.catch_up_async(1.0)) is True
+    assert clients == [stale, None]  # the second call builds a fresh client
+
+
+def test_a_catch_up_that_fails_twice_says_so_and_keeps_no_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    view = ConfigView(load_settings({}, kafka_bootstrap="127.0.0.1:1"))
+    calls = []
+
+    def end_offsets() -> dict[int, int]:
+        calls.append(1)
+        view._admin = object()  # type: ignore[assignment]
+        raise RuntimeError("broker down")
+
+    monkeypatch.setattr(view, "_end_offsets", end_offsets)
+    assert asyncio.run(view.catch_up_async(1.0)) is False
+    assert len(calls) == 2 and view._admin is None
