@@ -110,6 +110,19 @@ class BadServers:
         _reset(writer)
 
     @staticmethod
+    async def reset_at_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _reset(writer)
+
+    @staticmethod
+    async def trickle_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(1.0)
+
+    @staticmethod
     async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
         for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
@@ -177,6 +190,8 @@ class Bad:
     webhook_id: str
     url: str
     error_class: str | None  # None: delivered (a 2xx, whatever its body does)
+    #: Another class that is right too (a reset at accept may reach the client before its connect ends).
+    also: str | None = None
 
 
 class World:
@@ -260,10 +275,14 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         def bad(name: str, url: str, error_class: str | None) -> None:
             wid = f"{name}-{uuid.uuid4().hex[:6]}"
             harness.webhook(wid, url)
-            w.bad[name] = Bad(wid, url, error_class)
+            # Reset at accept: ``protocol``, or ``connect`` when the RST reaches the worker before its
+            # connect call has returned (seen with uvloop); no request was sent either way.
+            w.bad[name] = Bad(wid, url, error_class, "connect" if name == "reset-at-accept" else None)
 
         raw = {
             "reset": servers.reset,
+            "reset-at-accept": servers.reset_at_accept,
+            "trickle-body": servers.trickle_body,
             "trickle": servers.trickle,
             "late-200": servers.late,
             "invalid-http": servers.invalid,
@@ -271,6 +290,8 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         }
         expected = {
             "reset": "protocol",
+            "reset-at-accept": "protocol",
+            "trickle-body": None,  # a 2xx is delivered even when its body never ends
             "trickle": "timeout",
             "late-200": "timeout",
             "invalid-http": "protocol",
@@ -344,7 +365,7 @@ def test_each_misbehaving_receiver_ends_as_its_error_class(world: World) -> None
     for name, bad in world.bad.items():
         r = first[bad.webhook_id]
         seen[name] = (r["errorClass"], r["responseStatus"], round(r["latencySeconds"], 2))
-        assert r["errorClass"] == bad.error_class, (name, r["errorClass"], r["errorMessage"])
+        assert r["errorClass"] in (bad.error_class, bad.also), (name, r["errorClass"], r["errorMessage"])
         assert r["outcome"] == ("delivered" if bad.error_class is None else "failed"), name
         # Every attempt ends by the deadline (plus the time to record it on a busy machine).
         assert r["latencySeconds"] <= ATTEMPT_TIMEOUT + scaled(1.0), (name, r["latencySeconds"])
@@ -355,8 +376,12 @@ def test_each_misbehaving_receiver_ends_as_its_error_class(world: World) -> None
     # Statuses where there was a response; nothing at all for the connections that broke.
     assert first[world.bad["redirect-loopback"].webhook_id]["responseStatus"] == 302
     assert world.redirect_target.connections == 0  # a redirect to loopback is never followed
-    for name in ("reset", "trickle", "late-200", "invalid-http"):
+    for name in ("reset", "reset-at-accept", "trickle", "late-200", "invalid-http"):
         assert first[world.bad[name].webhook_id]["responseStatus"] is None, name
+    # 200 and then one body byte a second: delivered, but only when the deadline cut the body off.
+    slow = first[world.bad["trickle-body"].webhook_id]
+    assert slow["responseStatus"] == 200 and slow["latencySeconds"] >= ATTEMPT_TIMEOUT - 0.1
+    assert "within" in (slow["errorMessage"] or ""), slow["errorMessage"]
     # 1 GiB answered: the excerpt is 16 KiB, and the connection was dropped long before the end.
     giga = first[world.bad["gigabyte"].webhook_id]
     assert giga["responseStatus"] == 200 and giga["responseBodyTruncated"] is True
@@ -449,7 +474,10 @@ def test_a_healthy_webhook_stays_on_time_while_every_bad_receiver_misbehaves(wor
     assert f99 <= 3 * b99 + scaled(0.5), (b99, f99)
     assert f50 <= 3 * b50 + scaled(0.25), (b50, f50)
     # The bad receivers were really misbehaving meanwhile: every kind has attempts recorded.
-    counts = {name: world.servers.connections.get(name, 0) for name in ("reset", "trickle", "late-200")}
+    counts = {
+        name: world.servers.connections.get(name, 0)
+        for name in ("reset", "trickle", "trickle-body", "late-200")
+    }
     assert all(c >= per_webhook for c in counts.values()), counts
     # Sixteen 1 GiB answers at a time read 16 KiB each: the worker's memory stays flat.
     assert peak - rss_before < 64 * 1024, (rss_before, peak)
