@@ -34,16 +34,20 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.core.failures import FailureGroup
 
 from hookline.clients import create_topics
-from hookline.settings import load_settings
+from hookline.logstore import open_store
+from hookline.settings import Secret, load_settings
 from tests.api.conftest import KEY_A, KEY_B, RunningApi, api_settings, start_api
 from tests.conftest import drop_prefixed_topics
+from tests.logrecords import delivery_result
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 #: Cases per family and key kind (valid, wrong).
 CASES = 1000
+ACCOUNT_A, ACCOUNT_B = "acct-a", "acct-b"
 FAMILIES = {
     "collection": [("POST", "/api/webhooks"), ("GET", "/api/webhooks")],
     "webhook": [
@@ -67,15 +71,40 @@ class Fuzz:
         self.schema = schemathesis.openapi.from_url(f"{api.base_url}/openapi.json")
         self.ops = {(op.method.upper(), op.path): op for op in self._operations()}
         self.session = requests.Session()
-        admin_a, admin_b = api.client(KEY_A), api.client(KEY_B)
-        # A's webhooks that only B's cases aim at (they must survive unchanged), A's that A's own
-        # cases may change or delete, and B's own.
-        self.protected = [self._create(admin_a, f"a-protected-{i}") for i in range(3)]
-        self.sacrificial = [self._create(admin_a, f"a-spare-{i}") for i in range(20)]
-        self.b_ids = [self._create(admin_b, f"b-{i}")["id"] for i in range(3)]
-        self.a_ids = [w["id"] for w in self.protected + self.sacrificial]
+        self.admin_a, self.admin_b = api.client(KEY_A), api.client(KEY_B)
+        self.store = open_store(api.settings)
+        # A's webhooks that only B's cases aim at (they must survive unchanged); per family, A's that
+        # A's own cases may change or delete, and B's own. Each has delivery logs in the log store.
+        self.protected = [self._create(self.admin_a, f"a-protected-{i}") for i in range(3)]
+        self.a_ids = [w["id"] for w in self.protected]
+        self.messages: dict[str, list[str]] = {}
+        self._log(ACCOUNT_A, self.a_ids)
+        self.spares: list[str] = []
+        self.b_ids: list[str] = []
         self.statuses: Counter[tuple[str, int]] = Counter()
         self.failures: list[str] = []
+        self.unparsed = 0  # requests the HTTP server refused as malformed before the API saw them
+
+    def refresh(self) -> None:
+        """Fresh webhooks (with logs) for A's cases to change and delete, and for B's own."""
+        self.spares = [self._create(self.admin_a, f"a-spare-{i}")["id"] for i in range(10)]
+        self.b_ids = [self._create(self.admin_b, f"b-{i}")["id"] for i in range(3)]
+        self.a_ids += self.spares
+        self._log(ACCOUNT_A, self.spares)
+        self._log(ACCOUNT_B, self.b_ids)
+
+    def _log(self, account: str, webhook_ids: list[str]) -> None:
+        records = []
+        for wid in webhook_ids:
+            ids = [f"msg_{uuid.uuid4().hex}" for _ in range(3)]
+            self.messages[wid] = ids
+            for mid, outcome in zip(ids, ("delivered", "failed", "dead_lettered"), strict=True):
+                records.append(delivery_result(account, wid, mid, 1, outcome=outcome, final=True))
+        self.store.insert_attempts(records)
+
+    def a_secrets(self) -> list[str]:
+        """What account B must never see: A's webhook ids and A's message ids."""
+        return self.a_ids + [m for wid in self.a_ids for m in self.messages.get(wid, [])]
 
     def _operations(self) -> list[Any]:
         return [result.ok() for result in self.schema.get_all_operations()]
@@ -90,13 +119,25 @@ class Fuzz:
         return dict(r.json())
 
     def run_case(self, family: str, case: Any, who: str, pick: int) -> None:
-        if "webhook_id" in (case.path_parameters or {}):
+        params = case.path_parameters or {}
+        if "webhook_id" in params:
             if who == "b" and pick % 4 != 0:
-                case.path_parameters["webhook_id"] = self.protected[pick % 3]["id"]  # B aims at A's
+                params["webhook_id"] = self.protected[pick % 3]["id"]  # B aims at A's
             elif who == "b" and pick % 8 == 0:
-                case.path_parameters["webhook_id"] = self.b_ids[pick % 3]
+                params["webhook_id"] = self.b_ids[pick % 3]
             elif who == "a" and (pick // 3) % 2 == 0:
-                case.path_parameters["webhook_id"] = self.sacrificial[pick % 20]["id"]
+                # Deletes take only the last spare, so the others live on for the other operations.
+                spares = self.spares[-1:] if case.method.upper() == "DELETE" else self.spares[:-1]
+                params["webhook_id"] = spares[pick % len(spares)]
+            elif who == "wrong" and pick % 2 == 0:
+                params["webhook_id"] = self.a_ids[pick % len(self.a_ids)]
+        if "message_id" in params and pick % 5 != 0:
+            # Mostly a real message id: of the webhook aimed at, or (for B) one of A's.
+            wid = params.get("webhook_id", "")
+            pool = self.messages.get(wid) or self.messages[self.protected[0]["id"]]
+            if who == "b" and pick % 3 == 0:
+                pool = self.messages[self.protected[pick % 3]["id"]]
+            params["message_id"] = pool[pick % len(pool)]
         headers = {
             k: v for k, v in (case.headers or {}).items() if k.lower() not in ("x-api-key", "authorization")
         }
@@ -105,15 +146,21 @@ class Fuzz:
         response = case.call(base_url=self.api.base_url, session=self.session, headers={"X-API-Key": key})
         self.statuses[(family, response.status_code)] += 1
         where = f"{case.method} {case.formatted_path} ({who}) -> {response.status_code}"
-        try:
-            case.validate_response(response, checks=CHECKS)
-        except Exception as exc:  # a schemathesis failure (group): keep going, report them all
-            self.failures.append(f"{where}: {str(exc)[:400]}")
+        if response.status_code == 400 and response.text == "Invalid HTTP request received.":
+            # Negative cases can send header names that are not HTTP tokens: uvicorn's parser answers
+            # them (text/plain) before the application sees a request, so the API's schema is moot.
+            self.unparsed += 1
+        else:
+            try:
+                case.validate_response(response, checks=CHECKS)
+            except (Exception, FailureGroup) as exc:  # keep going, report them all (a FailureGroup is a
+                # BaseExceptionGroup, not an Exception)
+                self.failures.append(f"{where}: {str(exc)[:400]}")
         if who == "b":
-            leaked = [i for i in self.a_ids if i in response.text]
+            leaked = [i for i in self.a_secrets() if i in response.text]
             if leaked:
                 self.failures.append(f"{where}: account B saw A's ids {leaked}")
-            aimed = (case.path_parameters or {}).get("webhook_id") in self.a_ids
+            aimed = params.get("webhook_id") in self.a_ids
             if aimed and 200 <= response.status_code < 300:
                 self.failures.append(f"{where}: account B's key was answered for A's webhook")
         elif who == "wrong" and 200 <= response.status_code < 300:
@@ -127,7 +174,9 @@ def fuzz(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         {}, kafka_bootstrap=kafka_bootstrap, topic_prefix=f"f{uuid.uuid4().hex[:10]}.", home=home / "home"
     )
     create_topics(base)
-    api = start_api(api_settings(base, api_auth_failure_limit=0))
+    api = start_api(
+        api_settings(base, api_auth_failure_limit=0, database_url=Secret(f"sqlite:///{home}/logs.sqlite3"))
+    )
     fuzz: Fuzz | None = None
     try:
         fuzz = Fuzz(api)
@@ -135,6 +184,7 @@ def fuzz(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     finally:
         if fuzz is not None:
             fuzz.session.close()
+            fuzz.store.close()
         api.stop()
         drop_prefixed_topics(base)
 
@@ -143,6 +193,7 @@ def fuzz(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def test_fuzzed_requests_get_no_5xx_no_schema_break_and_no_cross_account_read(
     fuzz: Fuzz, family: str
 ) -> None:
+    fuzz.refresh()
     ops = [fuzz.ops[key] for key in FAMILIES[family]]
     cases = st.one_of(
         [op.as_strategy(mode) for op in ops for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
@@ -170,7 +221,10 @@ def test_fuzzed_requests_get_no_5xx_no_schema_break_and_no_cross_account_read(
 
     elapsed = time.monotonic() - started
     statuses = {s: n for (f, s), n in sorted(fuzz.statuses.items()) if f == family}
-    print(f"\n{family}: {dict(ran)} cases in {elapsed:.1f} s, statuses {statuses}")
+    print(
+        f"\n{family}: {dict(ran)} cases in {elapsed:.1f} s, statuses {statuses}, "
+        f"malformed HTTP refused by the server so far: {fuzz.unparsed}"
+    )
     assert not fuzz.failures, "\n".join(fuzz.failures[:20]) + f"\n({len(fuzz.failures)} failures)"
     assert ran["valid"] >= CASES and ran["wrong"] >= CASES, ran
     # B's cases changed nothing of A's: the webhooks they aimed at are as they were.
