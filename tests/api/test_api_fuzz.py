@@ -138,6 +138,9 @@ class Fuzz:
             if who == "b" and pick % 3 == 0:
                 pool = self.messages[self.protected[pick % 3]["id"]]
             params["message_id"] = pool[pick % len(pool)]
+        if isinstance(case.body, dict) and "url" in case.body and pick % 4 == 1:
+            # A receivable URL now and then, so that some generated webhooks are really created.
+            case.body["url"] = "https://receiver.example/fuzz"
         headers = {
             k: v for k, v in (case.headers or {}).items() if k.lower() not in ("x-api-key", "authorization")
         }
@@ -145,6 +148,8 @@ class Fuzz:
         key = {"a": KEY_A, "b": KEY_B}.get(who) or f"wrong-{uuid.UUID(int=pick)}"
         response = case.call(base_url=self.api.base_url, session=self.session, headers={"X-API-Key": key})
         self.statuses[(family, response.status_code)] += 1
+        if who == "a" and response.status_code == 201:
+            self.a_ids.append(response.json()["id"])  # A's now: B must never see it either
         where = f"{case.method} {case.formatted_path} ({who}) -> {response.status_code}"
         if response.status_code == 400 and response.text == "Invalid HTTP request received.":
             # Negative cases can send header names that are not HTTP tokens: uvicorn's parser answers
