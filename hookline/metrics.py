@@ -33,6 +33,8 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 DEFER_REASONS = ("backlog", "breaker", "rate_limit")
 #: Where a task its webhook's rate limit (or a Retry-After pause) delayed waited.
 RATE_LIMITED_WHERE = ("memory", "deferred")
+#: Where a task of an ordered webhook was held behind its contact's lane head (or dropped, stale).
+LANE_HELD_WHERE = ("memory", "parked", "stale")
 BREAKER_TRANSITIONS = ("opened", "closed")
 WEBHOOK_EVENT_TYPES = ("webhook.failing", "webhook.disabled", "webhook.recovered")
 #: Every error class, plus "none" for an attempt without one (delivered or skipped).
@@ -227,6 +229,20 @@ class DeliveryMetrics:
             "Webhooks whose tasks wait for their rate limit, or paused by a Retry-After, in this worker.",
             registry=r,
         )
+        self.lane_held = Counter(
+            f"{NS}_delivery_lane_held_total",
+            "Tasks of ordered webhooks held behind their contact's lane head: waiting in memory while it"
+            " is in flight (where=memory), parked in a retry tier (where=parked), or a stale copy of a"
+            " finished message dropped (where=stale).",
+            ["where"],
+            registry=r,
+        )
+        self.lanes_blocked = Gauge(
+            f"{NS}_delivery_lanes_blocked",
+            "Lanes (contacts of ordered webhooks) blocked behind a message not finished yet, as this"
+            " worker's view of the lane topic sees them.",
+            registry=r,
+        )
         self.buffered = Gauge(
             f"{NS}_delivery_tasks_buffered",
             "Tasks a worker holds: queued for a slot or in flight.",
@@ -244,6 +260,8 @@ class DeliveryMetrics:
             self.breaker_transitions.labels(to)
         for where in RATE_LIMITED_WHERE:
             self.rate_limited.labels(where)
+        for where in LANE_HELD_WHERE:
+            self.lane_held.labels(where)
 
 
 _COMMON_DELIVERY_SERIES = (

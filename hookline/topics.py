@@ -13,6 +13,7 @@ __all__ = [
     "DLQ",
     "HEALTH_CHANGELOG",
     "HEALTH_EVENTS",
+    "LANES",
     "REPLICATED_FROM_BROKERS",
     "RESULTS",
     "SALE_EVENTS",
@@ -29,6 +30,7 @@ DELIVERIES = "webhook-deliveries"
 RESULTS = "webhook-results"
 DLQ = "webhook-dlq"
 HEALTH_EVENTS = "webhook-events"  # operator events about webhook health
+LANES = "webhook-lanes"  # ordered delivery: each contact lane's state (processors/deliver/lanes.py)
 #: The health role's table's changelog: Faust names it ``<app id>-<table>-changelog`` and would create
 #: it itself; declared here so that deployments that create topics ahead (Strimzi) have it too.
 HEALTH_CHANGELOG = "hookline-health-webhook-health-changelog"
@@ -93,6 +95,9 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(HEALTH_EVENTS, 3, {"retention.ms": str(30 * _DAY_MS)}),
         # Partitioned like the results topic: the health agent's table is co-partitioned with it.
         TopicSpec(HEALTH_CHANGELOG, 6, {"cleanup.policy": "compact"}),
+        TopicSpec(
+            LANES, 6, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "retention.ms": "-1"}
+        ),
     ]
     for delay in sorted(set(settings.retry_schedule)):
         # A tier must keep records at least as long as they wait in it, plus a day of slack.

@@ -18,7 +18,7 @@ from hookline.configview import ConfigView
 from hookline.metrics import DeliveryMetrics
 from hookline.sealing import Sealer
 from hookline.settings import Settings, SettingsError
-from hookline.topics import CONFIG, DELIVERIES, DLQ, RESULTS, retry_topic
+from hookline.topics import CONFIG, DELIVERIES, DLQ, LANES, RESULTS, retry_topic
 from processors.deliver.breaker import Breakers
 from processors.deliver.handler import (
     RATE_WAIT_MAX,
@@ -27,6 +27,7 @@ from processors.deliver.handler import (
     TaskHandler,
     webhook_backlog,
 )
+from processors.deliver.lanes import Lanes, LaneView
 from processors.deliver.limits import ConcurrencyLimits
 from processors.deliver.ratelimit import RateLimits
 from processors.deliver.sender import HttpSender
@@ -62,6 +63,8 @@ class Deliver:
         self.metrics = DeliveryMetrics(self.registry, attempt_timeout=settings.attempt_timeout)
         self.sealer = Sealer.from_settings(settings)  # fails now, not at the first delivery, without a key
         self.view = ConfigView(settings, client_id="hookline-deliver-configs")
+        self.lanes = LaneView(settings)  # ordered webhooks' lanes (processors/deliver/lanes.py)
+        self.metrics.lanes_blocked.set_function(lambda: float(self.lanes.blocked()))
         self.worker: Worker | None = None
 
     def topics(self) -> list[str]:
@@ -70,10 +73,11 @@ class Deliver:
         return [s.topic(DELIVERIES), *(s.topic(retry_topic(d)) for d in sorted(set(s.retry_schedule)))]
 
     def ready(self) -> bool:
-        return self.view.ready and self.worker is not None and self.worker.joined
+        return self.view.ready and self.lanes.ready and self.worker is not None and self.worker.joined
 
     def healthy(self) -> bool:
-        return self.view.error is None and (self.worker is None or self.worker.fatal is None)
+        views = self.view.error is None and self.lanes.error is None
+        return views and (self.worker is None or self.worker.fatal is None)
 
     def _breakers(self, s: Settings) -> Breakers | None:
         if not s.breaker_failures:
@@ -91,15 +95,18 @@ class Deliver:
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         self.view.start()
+        self.lanes.start()
         try:
-            while not await self.view.wait_ready_async(timeout=5.0):
-                if stop.is_set():
-                    return
-                if self.view.error is not None:
-                    raise RuntimeError("the config view failed") from self.view.error
-                log.info("waiting for the config view to catch up (%d records behind)", self.view.lag())
+            for view, what in ((self.view, "config"), (self.lanes, "lane")):
+                while not await view.wait_ready_async(timeout=5.0):
+                    if stop.is_set():
+                        return
+                    if view.error is not None:
+                        raise RuntimeError(f"the {what} view failed") from view.error
+                    log.info("waiting for the %s view to catch up (%d records behind)", what, view.lag())
             await self._run(s, stop)
         finally:
+            self.lanes.stop()
             self.view.stop()
 
     async def _run(self, s: Settings, stop: asyncio.Event) -> None:
@@ -143,6 +150,13 @@ class Deliver:
                     backlog=backlog,
                     breakers=self._breakers(s),
                     rates=self._rates(backlog),
+                    lanes=Lanes(
+                        self.lanes,
+                        sink,
+                        lanes_topic=s.topic(LANES),
+                        deliveries_topic=s.topic(DELIVERIES),
+                        metrics=self.metrics,
+                    ),
                 )
                 self.worker = Worker(
                     consumer_config(s, GROUP, **overrides),

@@ -50,6 +50,7 @@ from hookline.signing import SecretError, Signer
 from hookline.webhooks import Webhook
 from processors.deliver.breaker import Admit, Breakers, Defer, Verdict
 from processors.deliver.exchange import public_url
+from processors.deliver.lanes import RELEASE, Lanes, LaneSink, contact_of
 from processors.deliver.limits import ConcurrencyLimits
 from processors.deliver.ratelimit import Later, Queue, RateLimits
 from processors.deliver.sender import Sender
@@ -205,11 +206,14 @@ class TaskHandler:
         backlog: int,
         breakers: Breakers | None = None,
         rates: RateLimits | None = None,
+        lanes: Lanes | None = None,
     ) -> None:
         self._configs = configs
         self._signers = signers
         self._sender = sender
-        self._sink = sink
+        # Ordered webhooks: a lane head's first write into a tier blocks its lane durably first.
+        self._sink = sink if lanes is None else LaneSink(sink, set(topics.retry.values()))
+        self._lanes = lanes  # None: ordering is not enforced (handler tests with fakes)
         self._limits = limits
         self._metrics = metrics
         self._topics = topics
@@ -257,6 +261,9 @@ class TaskHandler:
 
     async def process(self, rec: Record) -> None:
         """Handle ``rec`` completely; raise only :class:`Abandoned` (or on shutdown of the sink)."""
+        if self._lanes is not None and rec.value is not None and rec.value.startswith(RELEASE):
+            await self._lanes.release(rec.value, rec.received_ms)  # a lane head finished elsewhere
+            return
         task = self._decode(rec)
         if task is None:
             err = rec.error
@@ -270,6 +277,26 @@ class TaskHandler:
         if wait > 0:
             await asyncio.sleep(wait)  # a clock step: wait it out here rather than in another tier
         webhook = await self._current(task, rec.received_ms)
+        lanes = self._lanes
+        if lanes is not None and webhook is not None and webhook.ordering == "contact":
+            contact = contact_of(task) if task.trigger == "automatic" else None
+            if contact is not None:  # no contact id (or an owner's send): not ordered
+                hook = webhook
+                await lanes.run(
+                    topic=rec.topic,
+                    offset=rec.offset,
+                    written_ms=rec.timestamp_ms,
+                    received_ms=rec.received_ms,
+                    task=task,
+                    contact=contact,
+                    attempt=lambda: self._attempt(rec, task, hook),
+                    park=lambda reason: self._park(task, reason),
+                )
+                return
+        await self._attempt(rec, task, webhook)
+
+    async def _attempt(self, rec: Record, task: DeliveryTask, webhook: Webhook | None) -> None:
+        """Skip, dead-letter, defer or send ``task`` (its turn has come: due, and its lane's head)."""
         reason = skip_reason(webhook, task)
         if reason is not None or webhook is None:
             await self._skip(task, webhook, reason or "webhook deleted")
@@ -433,6 +460,16 @@ class TaskHandler:
         tier = tier_for(wait, self._tiers)
         await self._sink.send(self._topics.retry[tier], task.key, task.encode())
         log.debug("moved message=%s on to the %gs tier (%.1fs to wait)", task.message_id, tier, wait)
+
+    async def _park(self, task: DeliveryTask, reason: str | None) -> None:
+        """Put an ordered task that is not its lane's turn back, unattempted and with the same
+        attempt, into the first tier; it comes back then and checks its lane again. No result record:
+        it is neither an attempt nor a failure (the health processor would count a ``deferred`` one)."""
+        wait = self._tiers[0]
+        due = int(self._clock() * 1000) + int(wait * 1000)
+        await self._sink.send(self._topics.retry[wait], task.key, task.later(due).encode())
+        if reason is not None:
+            log.info("deferred message=%s webhook=%s: %s", task.message_id, task.webhook_id, reason)
 
     def _should_defer(self, webhook_id: str) -> bool:
         """True when the webhook holds its whole backlog, or its queue would take longer to drain

@@ -1,0 +1,162 @@
+"""Ordered delivery per contact in a real worker (issue 12, point 2): real broker, ``hookline deliver``
+processes, a real receiver on 127.0.0.1 failing a share of the attempts at random.
+
+An ordered webhook gets CONTACTS x PER_CONTACT tasks (each payload names its contact and its
+sequence, published in sequence order per contact); the worker is SIGKILLed twice during the run
+and restarted. Every contact's requests arrive in publish order: each arrival's sequence is at least
+the previous one's (a retry or a duplicate of the same message repeats it, back to back), and every
+message is finally answered 2xx. An unordered webhook beside it is not held: its tasks to a receiver
+that answers its first request slowly run concurrently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from hookline.clients import create_topics
+from hookline.settings import Settings
+from tests.processors.deliver.deliver_harness import Harness, metric
+from tests.processors.deliver.receivers import Got, Receiver, Reply
+from tests.support import wait_until
+
+pytestmark = pytest.mark.kafka
+
+CONTACTS = 100
+PER_CONTACT = 50
+FAIL_SHARE = 0.3
+
+
+@pytest.fixture
+def quick(settings: Settings) -> Settings:
+    """Ten attempts, 0.5 s apart (a message fails for good with probability 0.3^10: never here)."""
+    quick = dataclasses.replace(settings, retry_schedule=(0.5,) * 9, retry_jitter=0.0)
+    create_topics(quick)
+    return quick
+
+
+@pytest.fixture
+def harness(quick: Settings, tmp_path: Path) -> Iterator[Harness]:
+    with contextlib.closing(Harness(quick, tmp_path)) as h:
+        yield h
+
+
+def ordered(harness: Harness, webhook_id: str, url: str, ordering: str) -> None:
+    hook = dataclasses.replace(harness.webhook(webhook_id, url, write=False), ordering=ordering)
+    harness.hooks[webhook_id] = hook
+    harness.configs.put(hook)
+    harness.configs.flush()
+
+
+def payload(contact: int, seq: int) -> bytes:
+    return orjson.dumps({"contact": {"id": contact, "email": f"c{contact}@example.com", "seq": seq}})
+
+
+@pytest.mark.slow
+def test_an_ordered_webhook_gets_each_contacts_events_in_order_through_failures_and_two_sigkills(
+    harness: Harness,
+) -> None:
+    rng = random.Random(12)
+    lock = threading.Lock()
+    arrivals: dict[int, list[tuple[int, int]]] = defaultdict(list)  # contact -> (seq, status)
+    done: set[tuple[int, int]] = set()
+
+    def flaky(n: int, got: Got) -> Reply:
+        who = orjson.loads(got.body)["contact"]
+        status = 500 if rng.random() < FAIL_SHARE else 200
+        with lock:
+            arrivals[who["id"]].append((who["seq"], status))
+            if status == 200:
+                done.add((who["id"], who["seq"]))
+        return Reply(status)
+
+    receiver = Receiver().start()
+    receiver.set("/ordered", flaky)
+    try:
+        wid = f"ordered-{uuid.uuid4().hex[:6]}"
+        ordered(harness, wid, receiver.url("/ordered"), "contact")
+        role, _ = harness.worker()
+        total = CONTACTS * PER_CONTACT
+        started = time.time()
+        harness.send(
+            harness.task(wid, payload=payload(c, s), event_type="CONTACT_TAG_ADDED")
+            for s in range(PER_CONTACT)
+            for c in range(CONTACTS)
+        )
+        kills = []
+        for share in (0.25, 0.6):
+            wanted = share * total
+            wait_until(lambda n=wanted: len(done) >= n or None, 180, f"{share:.0%} delivered", 0.2)
+            role.kill(signal.SIGKILL)
+            kills.append((len(done), time.time() - started))
+            role, port = harness.worker()
+        wait_until(lambda: len(done) >= total or None, 240, f"all {total} delivered", 0.5)
+        took = time.time() - started
+        text = harness.metrics(port)
+        with lock:
+            lanes = {c: list(a) for c, a in arrivals.items()}
+        requests = sum(len(a) for a in lanes.values())
+        repeats = 0
+        for contact, seen in lanes.items():
+            seqs = [s for s, _ in seen]
+            for before, after in itertools.pairwise(seqs):
+                assert after >= before, (contact, seqs)
+            delivered = [s for s, status in seen if status == 200]
+            assert sorted(set(delivered)) == list(range(PER_CONTACT)), contact
+            repeats += len(delivered) - PER_CONTACT
+        print(
+            f"{total} ordered messages ({CONTACTS} contacts x {PER_CONTACT}) delivered in {took:.1f}s;"
+            f" {requests} requests ({FAIL_SHARE:.0%} answered 500); SIGKILLs at {kills} (delivered, s);"
+            f" messages answered 2xx more than once: {repeats};"
+            f" lane_held memory={metric(text, 'hookline_delivery_lane_held_total', where='memory')}"
+            f" parked={metric(text, 'hookline_delivery_lane_held_total', where='parked')}"
+        )
+        assert len(kills) == 2
+    finally:
+        receiver.stop()
+
+
+def test_an_unordered_webhook_beside_an_ordered_one_is_not_held(harness: Harness) -> None:
+    """Same contact, both webhooks: the first request of each is answered after 3 s. The unordered
+    webhook's other four arrive meanwhile; the ordered one's wait for the first to finish."""
+    gate = 3.0
+
+    def slow_first(n: int, got: Got) -> Reply:
+        return Reply(200, delay=gate if n == 1 else 0.0)
+
+    receiver = Receiver().start()
+    receiver.set("/plain", slow_first)
+    receiver.set("/ordered", slow_first)
+    try:
+        run = uuid.uuid4().hex[:6]
+        plain, lane = f"plain-{run}", f"lane-{run}"
+        ordered(harness, plain, receiver.url("/plain"), "none")
+        ordered(harness, lane, receiver.url("/ordered"), "contact")
+        _, port = harness.worker()
+        harness.send(harness.task(w, payload=payload(7, s)) for s in range(5) for w in (plain, lane))
+        wait_until(lambda: len(receiver.got("/plain")) >= 5 or None, 60, "the unordered five", 0.05)
+        got = receiver.got("/plain")
+        first = got[0].at
+        # The four behind the slow first one arrived while it was still waiting for its answer.
+        assert all(g.at - first < gate for g in got[1:]), [g.at - first for g in got]
+        wait_until(lambda: len(receiver.got("/ordered")) >= 5 or None, 60, "the ordered five", 0.05)
+        seq = [orjson.loads(g.body)["contact"]["seq"] for g in receiver.got("/ordered")]
+        assert seq == [0, 1, 2, 3, 4]
+        held = receiver.got("/ordered")
+        assert held[1].at - held[0].at >= gate - 0.1  # the second waited for the first's answer
+        text = harness.metrics(port)
+        assert metric(text, "hookline_delivery_lane_held_total", where="memory") >= 1
+    finally:
+        receiver.stop()
