@@ -291,6 +291,7 @@ class TaskHandler:
                     contact=contact,
                     attempt=lambda: self._attempt(rec, task, hook),
                     park=lambda reason: self._park(task, reason),
+                    check=lambda: self._still_mine(rec, task),
                 )
                 return
         await self._attempt(rec, task, webhook)
@@ -460,6 +461,11 @@ class TaskHandler:
         tier = tier_for(wait, self._tiers)
         await self._sink.send(self._topics.retry[tier], task.key, task.encode())
         log.debug("moved message=%s on to the %gs tier (%.1fs to wait)", task.message_id, tier, wait)
+
+    def _still_mine(self, rec: Record, task: DeliveryTask) -> None:
+        """Raise :class:`Abandoned` when ``rec``'s partition was revoked or the worker stops."""
+        if rec.revoked or self.stopping:
+            raise Abandoned(task.message_id)
 
     async def _park(self, task: DeliveryTask, reason: str | None) -> None:
         """Put an ordered task that is not its lane's turn back, unattempted and with the same

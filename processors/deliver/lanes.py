@@ -136,6 +136,7 @@ class _Head:
     key: bytes
     message_id: str
     seq: int | None  # its sequence when the owner runs it as a new task; None from a retry tier
+    check: Callable[[], None]  # raises when its partition was revoked (see Lanes.run)
     parked: bool = False  # it wrote itself back into a retry tier: the lane stays blocked behind it
 
 
@@ -155,6 +156,7 @@ class LaneSink:
         if head is not None and topic in self._tiers and not head.parked:
             head.parked = True
             if head.seq is not None:
+                head.check()
                 await head.lanes.block_behind(head)
         await self._sink.send(topic, key, value)
 
@@ -224,18 +226,25 @@ class Lanes:
         contact: str,
         attempt: Callable[[], Awaitable[None]],
         park: Callable[[str | None], Awaitable[None]],
+        check: Callable[[], None],
     ) -> None:
         """Run ``attempt`` when ``task`` is its lane's turn; else park it (``park(reason)``, a
-        reason the first time it waits, None when it goes back again) or drop a stale copy."""
+        reason the first time it waits, None when it goes back again) or drop a stale copy.
+
+        ``check`` raises when the record's partition was revoked (or the worker stops): called before
+        every lane write, so a task that waited in memory never writes a lane its new owner now keeps.
+        """
         key = lane_key(task.webhook_id, contact)
         owner = topic == self._deliveries
         mid = task.message_id
         async with self._gate(key) as waited:
             if waited:
                 self._metrics.lane_held.labels("memory").inc()
+            check()
             # Every lane write made before this record was written (tier) or read (new) applies.
             synced = await self._catch_up(received_ms if owner else written_ms, tries=3 if owner else 1)
             lane = self.current(key)
+            check()
             if owner:
                 if offset <= lane.done:
                     log.info("ordered message=%s already finished (a re-read); not sent again", mid)
@@ -248,10 +257,9 @@ class Lanes:
                     else:
                         await park(None)  # re-read after a restart: it waits in its lane already
                     return
-                if lane.pending:  # this message heads the lane and its retry is in a tier already
-                    log.info("ordered message=%s re-read; its retry is in a tier", mid)
-                    return
-                head = _Head(self, key, mid, offset)
+                # Free, or this message heads the lane already (a re-read after a crash: its tier copy
+                # may never have been written, so it goes again; a copy in a tier is dropped later).
+                head = _Head(self, key, mid, offset, check)
             else:
                 if not synced:
                     await park(None)  # the view may not show its lane yet: come back later
@@ -267,7 +275,7 @@ class Lanes:
                     log.info("ordered message=%s was just finished here; this copy is dropped", mid)
                     self._metrics.lane_held.labels("stale").inc()
                     return
-                head = _Head(self, key, mid, None)
+                head = _Head(self, key, mid, None, check)
             token = _HEAD.set(head)
             try:
                 await attempt()
@@ -275,6 +283,7 @@ class Lanes:
                 _HEAD.reset(token)
             if head.parked:
                 return  # the lane waits for this message's next attempt
+            check()  # revoked meanwhile: the next owner sends it again rather than two owners write
             if owner:
                 await self._write(key, self.current(key).finished(mid, offset))
             else:

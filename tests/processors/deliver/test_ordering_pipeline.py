@@ -64,24 +64,36 @@ def payload(contact: int, seq: int) -> bytes:
     return orjson.dumps({"contact": {"id": contact, "email": f"c{contact}@example.com", "seq": seq}})
 
 
+class Flaky:
+    """A receiver's behaviour: answers 500 to FAIL_SHARE of the requests at random, 200 to the rest,
+    and records each contact's arrivals (sequence, status) in order and the messages answered 200."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.arrivals: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        self.done: set[tuple[int, int]] = set()
+
+    def __call__(self, n: int, got: Got) -> Reply:
+        who = orjson.loads(got.body)["contact"]
+        status = 500 if self.rng.random() < FAIL_SHARE else 200
+        with self.lock:
+            self.arrivals[who["id"]].append((who["seq"], status))
+            if status == 200:
+                self.done.add((who["id"], who["seq"]))
+        return Reply(status)
+
+    def lanes(self) -> dict[int, list[tuple[int, int]]]:
+        with self.lock:
+            return {c: list(a) for c, a in self.arrivals.items()}
+
+
 @pytest.mark.slow
 def test_an_ordered_webhook_gets_each_contacts_events_in_order_through_failures_and_two_sigkills(
     harness: Harness,
 ) -> None:
-    rng = random.Random(12)
-    lock = threading.Lock()
-    arrivals: dict[int, list[tuple[int, int]]] = defaultdict(list)  # contact -> (seq, status)
-    done: set[tuple[int, int]] = set()
-
-    def flaky(n: int, got: Got) -> Reply:
-        who = orjson.loads(got.body)["contact"]
-        status = 500 if rng.random() < FAIL_SHARE else 200
-        with lock:
-            arrivals[who["id"]].append((who["seq"], status))
-            if status == 200:
-                done.add((who["id"], who["seq"]))
-        return Reply(status)
-
+    flaky = Flaky(12)
+    done = flaky.done
     receiver = Receiver().start()
     receiver.set("/ordered", flaky)
     try:
@@ -105,8 +117,7 @@ def test_an_ordered_webhook_gets_each_contacts_events_in_order_through_failures_
         wait_until(lambda: len(done) >= total or None, 240, f"all {total} delivered", 0.5)
         took = time.time() - started
         text = harness.metrics(port)
-        with lock:
-            lanes = {c: list(a) for c, a in arrivals.items()}
+        lanes = flaky.lanes()
         requests = sum(len(a) for a in lanes.values())
         repeats = 0
         for contact, seen in lanes.items():
@@ -158,5 +169,46 @@ def test_an_unordered_webhook_beside_an_ordered_one_is_not_held(harness: Harness
         assert held[1].at - held[0].at >= gate - 0.1  # the second waited for the first's answer
         text = harness.metrics(port)
         assert metric(text, "hookline_delivery_lane_held_total", where="memory") >= 1
+    finally:
+        receiver.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="issue 12, open: with two workers, after the SIGKILL of one (a rebalance), some lanes stop"
+    " moving: their head was delivered but the parked messages behind it are never sent (3 of 3 runs,"
+    " 59-64 of 1,000 messages); one worker with two SIGKILLs passes",
+    strict=False,
+)
+def test_two_workers_keep_each_contacts_order_through_failures_and_a_sigkill_of_one(harness: Harness) -> None:
+    """Two workers share the partitions (a webhook's new tasks and its retries may sit with different
+    workers: the release records carry a lane on); one is SIGKILLed midway and the other takes over."""
+    contacts, per_contact = 40, 25
+    flaky = Flaky(21)
+    done = flaky.done
+    receiver = Receiver().start()
+    receiver.set("/ordered", flaky)
+    try:
+        hooks = [f"two-{uuid.uuid4().hex[:6]}-{i}" for i in range(3)]
+        for wid in hooks:
+            ordered(harness, wid, receiver.url("/ordered"), "contact")
+        first, _ = harness.worker()
+        harness.worker()
+        total = contacts * per_contact
+        # Contact c belongs to webhook c % 3: three webhooks, so both workers own some of them.
+        harness.send(
+            harness.task(hooks[c % 3], payload=payload(c, s))
+            for s in range(per_contact)
+            for c in range(contacts)
+        )
+        wait_until(lambda: len(done) >= total / 3 or None, 180, "a third delivered", 0.2)
+        first.kill(signal.SIGKILL)
+        wait_until(lambda: len(done) >= total or None, 120, f"all {total} delivered", 0.5)
+        lanes = flaky.lanes()
+        for contact, seen in lanes.items():
+            seqs = [s for s, _ in seen]
+            for before, after in itertools.pairwise(seqs):
+                assert after >= before, (contact, seqs)
+        print(f"two workers: {total} ordered messages, {sum(map(len, lanes.values()))} requests, in order")
     finally:
         receiver.stop()
