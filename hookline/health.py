@@ -23,6 +23,7 @@ from typing import Any, Literal
 import orjson
 
 from hookline.timestamps import rfc3339
+from hookline.webhooks import Webhook
 from schemas.codec import decode, encode
 
 __all__ = [
@@ -212,6 +213,19 @@ def disabled_reason(streak: Streak) -> str:
     return f"failing since {since}: {streak.last_error or 'unknown'}"
 
 
+def re_enabled(state: Streak, hook: Webhook | None, attempted_at: int) -> bool:
+    """Whether a result attempted at ``attempted_at`` belongs after the owner switched ``hook`` back on.
+
+    The webhook must be on again at a later config version than the one this processor disabled, and
+    the attempt must not predate that change: a result of the disabled days is read a moment late
+    (the results consumer waits for bytes, the config view does not) and still belongs to the old
+    streak.
+    """
+    if state.alerted < 100 or state.disabled_version is None or hook is None:
+        return False
+    return hook.active and hook.version > state.disabled_version and attempted_at >= hook.updated_at
+
+
 def observe(state: Streak, obs: Observation, policy: HealthPolicy, *, reenabled: bool = False) -> Step:
     """Apply one result record to ``state``; ``reenabled``: the owner switched it back on since."""
     if obs.offset <= state.offset:
@@ -229,8 +243,10 @@ def observe(state: Streak, obs: Observation, policy: HealthPolicy, *, reenabled:
             recovered=was_alerted,
         )
     if obs.outcome not in _FAILURES or obs.error_class == "rate_limited":
-        # Skipped, or held back by the webhook's own rate limit: says nothing about the endpoint.
-        return Step(state if reenabled else None)
+        # Skipped, or held back by the webhook's own rate limit: says nothing about the endpoint, and
+        # does not end the old streak either (a skip of the disabled days may be read after the owner
+        # switched it back on: resetting here would lose the recovery announcement).
+        return Step(None)
     first_message = obs.trigger == "automatic" and obs.attempt == 1
     nxt = replace(
         state,

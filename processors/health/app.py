@@ -37,6 +37,7 @@ from hookline.health import (
     WebhookEventType,
     disabled_reason,
     observe,
+    re_enabled,
 )
 from hookline.metrics import ConfigViewMetrics, HealthMetrics
 from hookline.records import DeliveryResult
@@ -122,10 +123,9 @@ class Health:
             key = result.webhook_id.encode()
             raw = self.table.get(key)
             state = Streak.from_bytes(raw)
-            reenabled = False
-            if state.alerted >= 100 and state.disabled_version is not None:
-                hook = self.view.get(result.webhook_id)
-                reenabled = hook is not None and hook.active and hook.version > state.disabled_version
+            reenabled = state.alerted >= 100 and re_enabled(
+                state, self.view.get(result.webhook_id), result.attempted_at
+            )
             obs = Observation(
                 msg.offset,
                 result.outcome,

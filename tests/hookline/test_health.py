@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from hookline.health import HealthPolicy, Observation, Streak, WebhookEvent, disabled_reason, observe
+from dataclasses import replace
+
+from hookline.health import (
+    HealthPolicy,
+    Observation,
+    Streak,
+    WebhookEvent,
+    disabled_reason,
+    observe,
+    re_enabled,
+)
+from hookline.webhooks import SealedSecret, Webhook
 
 POLICY = HealthPolicy(disable_after_failures=10, disable_after_ms=5 * 86_400_000)
 
@@ -95,6 +106,32 @@ def test_re_enabling_starts_a_new_streak_and_recovery_is_announced() -> None:
     failing, _ = run([fail(i) for i in range(6)])
     assert observe(failing, ok(7), POLICY).recovered
     assert observe(state, ok(11), POLICY, reenabled=True).recovered
+
+
+def test_a_skip_read_after_re_enabling_keeps_the_old_streak_so_recovery_is_still_announced() -> None:
+    """The CI failure of 2026-12-05: the worker's skips of the disabled days were read a moment after the
+    config view saw the owner re-enable; the skip reset the streak and the first success announced nothing."""
+    state, _ = run([fail(i) for i in range(10)])
+    skip = Observation(10, "skipped", 2, "automatic", 1_000, None)
+    assert observe(state, skip, POLICY, reenabled=True).streak is None
+    step = observe(state, ok(11), POLICY, reenabled=True)
+    assert step.recovered and step.streak is not None and step.streak.alerted == 0
+
+
+def _hook(*, active: bool, version: int, updated_at: int) -> Webhook:
+    secret = SealedSecret("k1", b"\x01" * 12, b"sealed")
+    return Webhook("wh", "a", "n", "https://r.example/", secret, (), active, 0, updated_at, version)
+
+
+def test_only_an_attempt_after_the_owner_switched_it_back_on_counts_as_re_enabled() -> None:
+    state = replace(run([fail(i) for i in range(10)])[0], disabled_version=4)
+    on = _hook(active=True, version=5, updated_at=50_000)
+    assert re_enabled(state, on, 50_000) and re_enabled(state, on, 60_000)
+    assert not re_enabled(state, on, 49_999)  # attempted while it was off, read late
+    assert not re_enabled(state, replace(on, active=False), 60_000)
+    assert not re_enabled(state, replace(on, version=4), 60_000)  # still the version it disabled
+    assert not re_enabled(state, None, 60_000)
+    assert not re_enabled(replace(state, alerted=90), on, 60_000)
 
 
 def test_streak_and_event_round_trip() -> None:
