@@ -554,7 +554,7 @@ class DeliveryOut(BaseModel):
     lastErrorClass: str | None
     firstAttemptAt: str
     lastAttemptAt: str
-    trigger: Trigger = Field(description="Of the first attempt: automatic, test, manual or recover.")
+    trigger: Trigger = Field(description="Of the first attempt: automatic, test, manual, recover or replay.")
     nextRetryAt: str | None = Field(description="When the next automatic attempt is due, if one is.")
     url: str = Field(description="The URL of the latest attempt, without credentials or query.")
 

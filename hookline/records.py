@@ -38,8 +38,9 @@ __all__ = [
     "Trigger",
 ]
 
-#: What caused a task: the router (``automatic``), the owner's "send test", "redeliver" or "recover".
-Trigger = Literal["automatic", "test", "manual", "recover"]
+#: What caused a task: the router (``automatic``), the owner's "send test", "redeliver", "recover" or
+#: "replay" (re-routing from the event topics, processors/router/replay.py).
+Trigger = Literal["automatic", "test", "manual", "recover", "replay"]
 #: How an attempt ended (see :class:`DeliveryResult`).
 Outcome = Literal["delivered", "failed", "skipped", "dead_lettered", "deferred"]
 

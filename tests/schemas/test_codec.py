@@ -759,42 +759,44 @@ def test_records_written_by_an_earlier_version_still_decode(filename: str, data:
         assert decoded[key] == value, key
 
 
+#: A DeliveryTask and a DeliveryResult as every earlier version could write them.
+TASK: dict[str, Any] = {
+    "messageId": "msg_a",
+    "eventId": "e",
+    "webhookId": "w",
+    "accountId": "a",
+    "eventType": "SALE_NEW",
+    "eventOccurredAt": 1,
+    "routedAt": 1,
+    "configVersion": 4,
+    "payload": b"{}",
+}
+RESULT: dict[str, Any] = {
+    "messageId": "msg_a",
+    "attemptId": "att_a",
+    "attempt": 1,
+    "eventId": "e",
+    "webhookId": "w",
+    "accountId": "a",
+    "eventType": "SALE_NEW",
+    "eventOccurredAt": 1,
+    "attemptedAt": 2,
+    "url": "https://example.com/",
+}
+
+
 def test_results_and_tasks_written_before_deferred_and_recover_still_decode() -> None:
     """The DeliveryResult and DeliveryTask schemas gained ``deferred`` / ``recover`` (issue 11):
     records the previous versions wrote keep their outcome and trigger, and the new symbols
     encode with the current fingerprint."""
     old_result = load("history/DeliveryResult.f161c608d5740aab.avsc")
     old_task = load("history/DeliveryTask.3d461e9ff25eb96a.avsc")
-    result = {
-        "messageId": "msg_a",
-        "attemptId": "att_a",
-        "attempt": 3,
-        "eventId": "e",
-        "webhookId": "w",
-        "accountId": "a",
-        "eventType": "SALE_NEW",
-        "eventOccurredAt": 1,
-        "attemptedAt": 2,
-        "url": "https://example.com/",
-        "outcome": "dead_lettered",
-        "trigger": "manual",
-    }
+    result = {**RESULT, "attempt": 3, "outcome": "dead_lettered", "trigger": "manual"}
     written = Codec([old_result]).encode(full_name(old_result), result)
     assert written[2:10] != fingerprint("DeliveryResult")
     got = decode(written, "DeliveryResult")
     assert (got["outcome"], got["trigger"], got["attempt"]) == ("dead_lettered", "manual", 3)
-    task = {
-        "messageId": "msg_a",
-        "eventId": "e",
-        "webhookId": "w",
-        "accountId": "a",
-        "eventType": "SALE_NEW",
-        "eventOccurredAt": 1,
-        "routedAt": 1,
-        "configVersion": 4,
-        "payload": b"{}",
-        "trigger": "test",
-    }
+    task = {**TASK, "trigger": "test"}
     got_task = decode(Codec([old_task]).encode(full_name(old_task), task), "DeliveryTask")
     assert (got_task["trigger"], got_task["configVersion"]) == ("test", 4)
     new = decode(
@@ -877,3 +879,27 @@ def test_a_config_written_before_ordering_still_loads() -> None:
     with pytest.raises(CodecError):
         encode("WebhookConfig", {**hook.to_record(), "ordering": "fifo"})
     assert "ordering" not in {f["name"] for f in old["fields"]}
+
+
+def test_tasks_and_results_written_before_replay_still_decode_and_old_readers_fall_back() -> None:
+    """DeliveryTask and DeliveryResult gained the trigger ``replay`` (issue 13): records the previous
+    versions wrote keep their trigger; ``replay`` round-trips; a reader of the previous version (a
+    worker not yet upgraded) resolves it to the enum's default, ``automatic``, instead of failing."""
+    old_task = load("history/DeliveryTask.266bf10b9e64aa15.avsc")
+    old_result = load("history/DeliveryResult.85f1bfb34cd29582.avsc")
+    task = {**TASK, "trigger": "recover"}
+    written = Codec([old_task]).encode(full_name(old_task), task)
+    assert written[2:10] != fingerprint("DeliveryTask")
+    assert decode(written, "DeliveryTask")["trigger"] == "recover"
+    replayed = encode("DeliveryTask", {**task, "trigger": "replay"})
+    assert decode(replayed, "DeliveryTask")["trigger"] == "replay"
+    old_reader = Codec([old_task])
+    old_reader.register(load("DeliveryTask.avsc"), current=False)
+    assert old_reader.decode(replayed, full_name(old_task))["trigger"] == "automatic"
+    with pytest.raises(CodecError):  # the old writer never knew the new symbol
+        Codec([old_task]).encode(full_name(old_task), {**task, "trigger": "replay"})
+    result = {**RESULT, "outcome": "deferred", "trigger": "recover"}
+    got = decode(Codec([old_result]).encode(full_name(old_result), result), "DeliveryResult")
+    assert (got["outcome"], got["trigger"]) == ("deferred", "recover")
+    again = decode(encode("DeliveryResult", {**result, "trigger": "replay"}), "DeliveryResult")
+    assert again["trigger"] == "replay"
