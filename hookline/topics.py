@@ -14,6 +14,7 @@ __all__ = [
     "HEALTH_CHANGELOG",
     "HEALTH_EVENTS",
     "LANES",
+    "REPLAYS",
     "REPLICATED_FROM_BROKERS",
     "RESULTS",
     "SALE_EVENTS",
@@ -31,6 +32,7 @@ RESULTS = "webhook-results"
 DLQ = "webhook-dlq"
 HEALTH_EVENTS = "webhook-events"  # operator events about webhook health
 LANES = "webhook-lanes"  # ordered delivery: each contact lane's state (processors/deliver/lanes.py)
+REPLAYS = "webhook-replays"  # each webhook's latest replay and how far it got (hookline/replays.py)
 #: The health role's table's changelog: Faust names it ``<app id>-<table>-changelog`` and would create
 #: it itself; declared here so that deployments that create topics ahead (Strimzi) have it too.
 HEALTH_CHANGELOG = "hookline-health-webhook-health-changelog"
@@ -97,6 +99,10 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(HEALTH_CHANGELOG, 6, {"cleanup.policy": "compact"}),
         TopicSpec(
             LANES, 6, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "retention.ms": "-1"}
+        ),
+        # Keyed by webhook id: a webhook's latest replay; its partition decides which router runs it.
+        TopicSpec(
+            REPLAYS, 3, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "retention.ms": "-1"}
         ),
     ]
     for delay in sorted(set(settings.retry_schedule)):
