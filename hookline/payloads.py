@@ -14,7 +14,7 @@ import orjson
 from hookline.timestamps import rfc3339
 from hookline.webhooks import EVENT_TYPES
 
-__all__ = ["build_payload"]
+__all__ = ["build_payload", "contact_of"]
 
 
 def _contact(c: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,3 +115,20 @@ def payload_document(event_type: str, p: Mapping[str, Any]) -> dict[str, Any]:
 def build_payload(event: Mapping[str, Any]) -> bytes:
     """Serialize a decoded Event record's payload to the JSON bytes receivers get."""
     return orjson.dumps(payload_document(event["type"], event["payload"]))
+
+
+def contact_of(body: bytes) -> str | None:
+    """The contact a body is about: its ``contact.id``, or for a sale the buyer's ``customer.id``.
+
+    None when the body is not a JSON object naming either (a log's prefix of a huge body, say).
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(doc, dict):
+        for name in ("contact", "customer"):
+            who = doc.get(name)
+            if isinstance(who, dict) and who.get("id") is not None:
+                return str(who["id"])
+    return None

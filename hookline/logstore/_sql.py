@@ -8,6 +8,11 @@ Tables:
   Updates are increments (``attempt_count + n``) and "newer wins" comparisons done by the database
   under the row lock of ``ON CONFLICT DO UPDATE``, so concurrent writers cannot lose an attempt.
 - ``hookline_webhook_last``: each webhook's most recent attempt, for the web page's list.
+- ``hookline_erasures``: one row per contact erasure (when, who asked, how many rows), without the
+  contact id or anything else personal (docs/data-retention.md).
+
+Version 2 adds ``contact_id`` to attempts (filled from the body when stored; existing rows are filled
+when the store migrates), the ``body_expired`` and ``erased`` flags, and ``erased_at`` to messages.
 
 Times are epoch milliseconds (BIGINT), headers JSON text, bodies BLOB / BYTEA.
 """
@@ -27,6 +32,7 @@ from hookline.logstore.base import (
     MAX_PAGE,
     STATUSES,
     AttemptRecord,
+    Erasure,
     FailedMessage,
     LastDelivery,
     MessageDetail,
@@ -39,6 +45,7 @@ from hookline.logstore.base import (
     message_status,
     to_ms,
 )
+from hookline.payloads import contact_of
 from hookline.records import DeliveryResult
 
 __all__ = ["Cursor", "Dialect", "SqlStore"]
@@ -147,14 +154,76 @@ def _schema_v1(d: Dialect) -> list[str]:
     ]
 
 
+def _schema_v2(d: Dialect) -> list[str]:
+    return [
+        "ALTER TABLE hookline_attempts ADD COLUMN contact_id TEXT",
+        "ALTER TABLE hookline_attempts ADD COLUMN body_expired BOOLEAN NOT NULL DEFAULT FALSE",
+        "ALTER TABLE hookline_attempts ADD COLUMN erased BOOLEAN NOT NULL DEFAULT FALSE",
+        "ALTER TABLE hookline_messages ADD COLUMN erased_at BIGINT",
+        "CREATE INDEX hookline_attempts_by_contact ON hookline_attempts (account_id, contact_id)"
+        " WHERE contact_id IS NOT NULL",
+        "CREATE INDEX hookline_attempts_bodies_by_age ON hookline_attempts (attempted_at)"
+        " WHERE body_expired = FALSE",
+        "CREATE INDEX hookline_messages_erased ON hookline_messages (message_id) WHERE erased_at IS NOT NULL",
+        f"""CREATE TABLE hookline_erasures (
+            id {d.seq_column},
+            account_id TEXT NOT NULL,
+            erased_at BIGINT NOT NULL,
+            requested_by TEXT NOT NULL,
+            messages INTEGER NOT NULL,
+            attempts INTEGER NOT NULL
+        )""",
+        "CREATE INDEX hookline_erasures_by_account ON hookline_erasures (account_id, id)",
+    ]
+
+
+def _backfill_contacts(d: Dialect, cur: Cursor) -> None:
+    """Fill ``contact_id`` of the attempts stored before version 2, from their bodies."""
+    select = d.sql("SELECT id, request_body FROM hookline_attempts WHERE id > ? ORDER BY id LIMIT 1000")
+    update = d.sql("UPDATE hookline_attempts SET contact_id = ? WHERE id = ?")
+    last = 0
+    while True:
+        cur.execute(select, (last,))
+        rows = cur.fetchall()
+        if not rows:
+            return
+        found = [(c, i) for i, body in rows if (c := contact_of(bytes(body))) is not None]
+        if found:
+            cur.executemany(update, found)
+        last = rows[-1][0]
+
+
 #: Schema versions in order; a store applies the ones its database lacks when it opens.
-MIGRATIONS = (_schema_v1,)
+MIGRATIONS = (_schema_v1, _schema_v2)
+#: Data changes that follow a version's statements.
+_BACKFILLS = {2: _backfill_contacts}
 
 _ATTEMPT_COLUMNS = (
-    "account_id", "webhook_id", "message_id", "attempt_id", "attempt", "event_id", "event_type",
-    "event_occurred_at", "attempted_at", "url", "request_headers", "request_body", "response_status",
-    "response_headers", "response_excerpt", "response_truncated", "latency_seconds", "outcome",
-    "error_class", "error_message", "next_retry_at", "is_final", "trigger_kind", "stored_at",
+    "account_id",
+    "webhook_id",
+    "message_id",
+    "attempt_id",
+    "attempt",
+    "event_id",
+    "event_type",
+    "event_occurred_at",
+    "attempted_at",
+    "url",
+    "request_headers",
+    "request_body",
+    "response_status",
+    "response_headers",
+    "response_excerpt",
+    "response_truncated",
+    "latency_seconds",
+    "outcome",
+    "error_class",
+    "error_message",
+    "next_retry_at",
+    "is_final",
+    "trigger_kind",
+    "stored_at",
+    "contact_id",
 )
 INSERT_ATTEMPT = (
     f"INSERT INTO hookline_attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
@@ -162,14 +231,36 @@ INSERT_ATTEMPT = (
 )
 
 _MESSAGE_COLUMNS = (
-    "account_id", "webhook_id", "message_id", "event_id", "event_type", "event_occurred_at", "trigger_kind",
-    "first_attempt_at", "last_attempt_at", "attempt_count", "last_attempt_id", "last_attempt", "last_outcome",
-    "status", "last_response_status", "last_error_class", "next_retry_at", "url",
+    "account_id",
+    "webhook_id",
+    "message_id",
+    "event_id",
+    "event_type",
+    "event_occurred_at",
+    "trigger_kind",
+    "first_attempt_at",
+    "last_attempt_at",
+    "attempt_count",
+    "last_attempt_id",
+    "last_attempt",
+    "last_outcome",
+    "status",
+    "last_response_status",
+    "last_error_class",
+    "next_retry_at",
+    "url",
 )
 # Columns that follow the latest attempt.
 _LATEST = (
-    "last_attempt_at", "last_attempt_id", "last_attempt", "last_outcome", "status", "last_response_status",
-    "last_error_class", "next_retry_at", "url",
+    "last_attempt_at",
+    "last_attempt_id",
+    "last_attempt",
+    "last_outcome",
+    "status",
+    "last_response_status",
+    "last_error_class",
+    "next_retry_at",
+    "url",
 )
 _NEWER = (
     "(excluded.last_attempt_at > m.last_attempt_at OR (excluded.last_attempt_at = m.last_attempt_at"
@@ -202,12 +293,19 @@ UPSERT_WEBHOOK_LAST = (
     " OR (excluded.attempted_at = w.attempted_at AND excluded.attempt >= w.attempt)"
 )
 
-_SUMMARY_SELECT = f"SELECT seq, {', '.join(_MESSAGE_COLUMNS)} FROM hookline_messages"
+_SUMMARY_SELECT = f"SELECT seq, {', '.join(_MESSAGE_COLUMNS)}, erased_at FROM hookline_messages"
 _ATTEMPT_SELECT = (
     "SELECT attempt_id, attempt, attempted_at, url, request_headers, request_body, response_status,"
     " response_headers, response_excerpt, response_truncated, latency_seconds, outcome, error_class,"
-    " error_message, next_retry_at, is_final, trigger_kind FROM hookline_attempts"
+    " error_message, next_retry_at, is_final, trigger_kind, body_expired, erased FROM hookline_attempts"
 )
+# What an erasure removes from an attempt (parameters: two empty bodies, then the message's scope).
+_BLANK_ATTEMPTS = (
+    "UPDATE hookline_attempts SET request_body = ?, response_excerpt = ?, request_headers = '{}',"
+    " response_headers = '{}', error_message = NULL, contact_id = NULL, erased = TRUE"
+    " WHERE account_id = ? AND webhook_id = ? AND message_id = ?"
+)
+_ERASED_AMONG = 500  # message ids one "which of these are erased" query names at most
 
 
 def _text(value: Any) -> str:
@@ -247,15 +345,31 @@ def _bytes(value: Any) -> bytes:
 
 def _attempt_row(r: DeliveryResult, stored_at: int) -> tuple[Any, ...]:
     return (
-        _text(r.account_id), _text(r.webhook_id), _text(r.message_id), _text(r.attempt_id),
-        _int(r.attempt), _text(r.event_id), _text(r.event_type), _int(r.event_occurred_at),
-        _int(r.attempted_at), _text(r.url), _headers(r.request_headers),
-        _bytes(r.request_body), _opt_int(r.response_status),
-        _headers(r.response_headers), _bytes(r.response_body_excerpt),
-        bool(r.response_body_truncated), float(r.latency_seconds),
-        _text(r.outcome), _opt_text(r.error_class), _opt_text(r.error_message),
-        _opt_int(r.next_retry_at), bool(r.final), _text(r.trigger),
+        _text(r.account_id),
+        _text(r.webhook_id),
+        _text(r.message_id),
+        _text(r.attempt_id),
+        _int(r.attempt),
+        _text(r.event_id),
+        _text(r.event_type),
+        _int(r.event_occurred_at),
+        _int(r.attempted_at),
+        _text(r.url),
+        _headers(r.request_headers),
+        _bytes(r.request_body),
+        _opt_int(r.response_status),
+        _headers(r.response_headers),
+        _bytes(r.response_body_excerpt),
+        bool(r.response_body_truncated),
+        float(r.latency_seconds),
+        _text(r.outcome),
+        _opt_text(r.error_class),
+        _opt_text(r.error_message),
+        _opt_int(r.next_retry_at),
+        bool(r.final),
+        _text(r.trigger),
         stored_at,
+        contact_of(_bytes(r.request_body)),
     )
 
 
@@ -271,9 +385,24 @@ def _later(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 
 def _message_row(first: tuple[Any, ...], last: tuple[Any, ...], count: int) -> tuple[Any, ...]:
     return (
-        first[_ACC], first[_WH], first[_MSG], first[_EID], first[_ETYPE], first[_EAT], first[_TRIGGER],
-        first[_AT], last[_AT], count, last[_AID], last[_ATT], last[_OUTCOME],
-        message_status(last[_OUTCOME], last[_FINAL]), last[_RSTATUS], last[_ECLASS], last[_NEXT], last[_URL],
+        first[_ACC],
+        first[_WH],
+        first[_MSG],
+        first[_EID],
+        first[_ETYPE],
+        first[_EAT],
+        first[_TRIGGER],
+        first[_AT],
+        last[_AT],
+        count,
+        last[_AID],
+        last[_ATT],
+        last[_OUTCOME],
+        message_status(last[_OUTCOME], last[_FINAL]),
+        last[_RSTATUS],
+        last[_ECLASS],
+        last[_NEXT],
+        last[_URL],
     )
 
 
@@ -282,30 +411,92 @@ def _opt_time(ms: int | None) -> datetime | None:
 
 
 def _summary(row: Sequence[Any]) -> MessageSummary:
-    (_seq, account_id, webhook_id, message_id, event_id, event_type, event_occurred_at, trigger,
-     first_at, last_at, count, _last_id, last_attempt, last_outcome, status, last_response_status,
-     last_error_class, next_retry_at, url) = row
+    (
+        _seq,
+        account_id,
+        webhook_id,
+        message_id,
+        event_id,
+        event_type,
+        event_occurred_at,
+        trigger,
+        first_at,
+        last_at,
+        count,
+        _last_id,
+        last_attempt,
+        last_outcome,
+        status,
+        last_response_status,
+        last_error_class,
+        next_retry_at,
+        url,
+        erased_at,
+    ) = row
     return MessageSummary(
-        account_id=account_id, webhook_id=webhook_id, message_id=message_id, event_id=event_id,
-        event_type=event_type, event_occurred_at=from_ms(event_occurred_at), trigger=trigger, status=status,
-        last_outcome=last_outcome, attempt_count=int(count), last_attempt=int(last_attempt),
-        last_response_status=last_response_status, last_error_class=last_error_class,
-        first_attempt_at=from_ms(first_at), last_attempt_at=from_ms(last_at),
-        next_retry_at=_opt_time(next_retry_at), url=url,
+        account_id=account_id,
+        webhook_id=webhook_id,
+        message_id=message_id,
+        event_id=event_id,
+        event_type=event_type,
+        event_occurred_at=from_ms(event_occurred_at),
+        trigger=trigger,
+        status=status,
+        last_outcome=last_outcome,
+        attempt_count=int(count),
+        last_attempt=int(last_attempt),
+        last_response_status=last_response_status,
+        last_error_class=last_error_class,
+        first_attempt_at=from_ms(first_at),
+        last_attempt_at=from_ms(last_at),
+        next_retry_at=_opt_time(next_retry_at),
+        url=url,
+        erased_at=_opt_time(erased_at),
     )
 
 
 def _attempt(row: Sequence[Any]) -> AttemptRecord:
-    (attempt_id, attempt, attempted_at, url, request_headers, request_body, response_status,
-     response_headers, excerpt, truncated, latency, outcome, error_class, error_message, next_retry_at,
-     final, trigger) = row
+    (
+        attempt_id,
+        attempt,
+        attempted_at,
+        url,
+        request_headers,
+        request_body,
+        response_status,
+        response_headers,
+        excerpt,
+        truncated,
+        latency,
+        outcome,
+        error_class,
+        error_message,
+        next_retry_at,
+        final,
+        trigger,
+        body_expired,
+        erased,
+    ) = row
     return AttemptRecord(
-        attempt_id=attempt_id, attempt=int(attempt), attempted_at=from_ms(attempted_at), url=url,
-        request_headers=orjson.loads(request_headers), request_body=bytes(request_body),
-        response_status=response_status, response_headers=orjson.loads(response_headers),
-        response_excerpt=bytes(excerpt), response_truncated=bool(truncated), latency_seconds=float(latency),
-        outcome=outcome, error_class=error_class, error_message=error_message,
-        next_retry_at=_opt_time(next_retry_at), final=bool(final), trigger=trigger,
+        attempt_id=attempt_id,
+        attempt=int(attempt),
+        attempted_at=from_ms(attempted_at),
+        url=url,
+        request_headers=orjson.loads(request_headers),
+        request_body=bytes(request_body),
+        response_status=response_status,
+        response_headers=orjson.loads(response_headers),
+        response_excerpt=bytes(excerpt),
+        response_truncated=bool(truncated),
+        latency_seconds=float(latency),
+        outcome=outcome,
+        error_class=error_class,
+        error_message=error_message,
+        next_retry_at=_opt_time(next_retry_at),
+        final=bool(final),
+        trigger=trigger,
+        body_expired=bool(body_expired),
+        erased=bool(erased),
     )
 
 
@@ -333,6 +524,9 @@ class SqlStore:
     def _insert_rows(self, cur: Cursor, sql: str, rows: list[tuple[Any, ...]]) -> list[bool]:
         """Run the insert for every row; say for each whether it added a row."""
         raise NotImplementedError
+
+    def _scrub(self) -> None:
+        """After an erasure: push the old versions of the rows it changed out of the database's files."""
 
     def ping(self) -> bool:
         raise NotImplementedError
@@ -363,6 +557,8 @@ class SqlStore:
                 continue
             for statement in build(self.dialect):
                 cur.execute(statement)
+            if version in _BACKFILLS:
+                _BACKFILLS[version](self.dialect, cur)
             record = self.dialect.sql("INSERT INTO hookline_logstore_version (version) VALUES (?)")
             cur.execute(record, (version,))
 
@@ -406,12 +602,108 @@ class SqlStore:
             cur.executemany(
                 self._upsert_last,
                 [
-                    (r[_ACC], r[_WH], r[_MSG], r[_AID], r[_ATT], r[_AT],
-                     message_status(r[_OUTCOME], r[_FINAL]), r[_OUTCOME], r[_RSTATUS])
+                    (
+                        r[_ACC],
+                        r[_WH],
+                        r[_MSG],
+                        r[_AID],
+                        r[_ATT],
+                        r[_AT],
+                        message_status(r[_OUTCOME], r[_FINAL]),
+                        r[_OUTCOME],
+                        r[_RSTATUS],
+                    )
                     for r in webhooks.values()
                 ],
             )
+            self._blank_erased(cur, list(messages))
         return len(new)
+
+    def _blank_erased(self, cur: Cursor, keys: list[tuple[str, str, str]]) -> None:
+        """Attempts just stored for a message erased before (a retry in flight, a re-read of the
+        results topic) lose their personal data in the same transaction."""
+        d = self.dialect
+        wanted = set(keys)
+        for i in range(0, len(keys), _ERASED_AMONG):
+            chunk = keys[i : i + _ERASED_AMONG]
+            marks = ", ".join("?" for _ in chunk)
+            cur.execute(
+                d.sql(
+                    "SELECT account_id, webhook_id, message_id FROM hookline_messages"
+                    f" WHERE erased_at IS NOT NULL AND message_id IN ({marks})"
+                ),
+                [k[2] for k in chunk],
+            )
+            erased = [tuple(r) for r in cur.fetchall() if tuple(r) in wanted]
+            if erased:
+                cur.executemany(d.sql(_BLANK_ATTEMPTS), [(b"", b"", *k) for k in erased])
+
+    def erase_contact(self, account_id: str, contact_id: str, *, requested_by: str) -> Erasure:
+        d = self.dialect
+        now = int(time.time() * 1000)
+        with self._write() as cur:
+            cur.execute(
+                d.sql(
+                    "SELECT DISTINCT webhook_id, message_id FROM hookline_attempts"
+                    " WHERE account_id = ? AND contact_id = ?"
+                ),
+                (account_id, contact_id),
+            )
+            found = [(account_id, wh, msg) for wh, msg in cur.fetchall()]
+            attempts = 0
+            for key in found:
+                cur.execute(d.sql(_BLANK_ATTEMPTS), (b"", b"", *key))
+                attempts += max(cur.rowcount, 0)
+            cur.executemany(
+                d.sql(
+                    "UPDATE hookline_messages SET erased_at = ?"
+                    " WHERE account_id = ? AND webhook_id = ? AND message_id = ?"
+                ),
+                [(now, *key) for key in found],
+            )
+            cur.execute(
+                d.sql(
+                    "INSERT INTO hookline_erasures (account_id, erased_at, requested_by, messages,"
+                    " attempts) VALUES (?, ?, ?, ?, ?) RETURNING id"
+                ),
+                (account_id, now, requested_by, len(found), attempts),
+            )
+            erasure_id = int(cur.fetchone()[0])
+        if found:
+            self._scrub()
+        return Erasure(erasure_id, account_id, from_ms(now), requested_by, len(found), attempts)
+
+    def erasures(self, account_id: str | None = None, *, limit: int = 100) -> list[Erasure]:
+        where, params = ("WHERE account_id = ?", [account_id]) if account_id is not None else ("", [])
+        with self._read() as cur:
+            cur.execute(
+                self.dialect.sql(
+                    "SELECT id, account_id, erased_at, requested_by, messages, attempts"
+                    f" FROM hookline_erasures {where} ORDER BY id DESC LIMIT ?"
+                ),
+                (*params, limit),
+            )
+            rows = cur.fetchall()
+        return [Erasure(int(r[0]), r[1], from_ms(r[2]), r[3], int(r[4]), int(r[5])) for r in rows]
+
+    def expire_bodies_older_than(self, cutoff: datetime, *, max_attempts: int | None = None) -> Purged:
+        d = self.dialect
+        update = d.sql(
+            "UPDATE hookline_attempts SET request_body = ?, response_excerpt = ?, body_expired = TRUE"
+            " WHERE id IN (SELECT id FROM hookline_attempts WHERE body_expired = FALSE AND attempted_at < ?"
+            f" ORDER BY attempted_at LIMIT ? {d.lock_rows})"
+        )
+        expired = 0
+        while True:
+            chunk = _PURGE_CHUNK if max_attempts is None else min(_PURGE_CHUNK, max_attempts - expired)
+            if chunk <= 0:
+                return Purged(0, expired, complete=False)
+            with self._write() as cur:
+                cur.execute(update, (b"", b"", to_ms(cutoff), chunk))
+                done = max(cur.rowcount, 0)
+            expired += done
+            if done < chunk:
+                return Purged(0, expired, complete=True)
 
     def purge_older_than(self, cutoff: datetime, *, max_messages: int | None = None) -> Purged:
         limit_ms = to_ms(cutoff)
@@ -438,8 +730,9 @@ class SqlStore:
                     cur.execute(delete_message, (seq,))
                     messages += max(cur.rowcount, 0)
                 if len(found) < chunk:
-                    cur.execute(d.sql("DELETE FROM hookline_webhook_last WHERE attempted_at < ?"),
-                                (limit_ms,))
+                    cur.execute(
+                        d.sql("DELETE FROM hookline_webhook_last WHERE attempted_at < ?"), (limit_ms,)
+                    )
                     return Purged(messages, attempts, complete=True)
 
     # -- reads --------------------------------------------------------------------------------
@@ -470,8 +763,10 @@ class SqlStore:
         with self._read() as cur:
             if starting_after is not None:
                 cur.execute(
-                    d.sql("SELECT seq FROM hookline_messages"
-                          " WHERE account_id = ? AND webhook_id = ? AND message_id = ?"),
+                    d.sql(
+                        "SELECT seq FROM hookline_messages"
+                        " WHERE account_id = ? AND webhook_id = ? AND message_id = ?"
+                    ),
                     (account_id, webhook_id, starting_after),
                 )
                 found = cur.fetchone()
@@ -512,7 +807,7 @@ class SqlStore:
         d = self.dialect
         # The body of the earliest attempt that logged one, and the highest attempt number logged.
         scope = "a.account_id = m.account_id AND a.webhook_id = m.webhook_id AND a.message_id = m.message_id"
-        columns = ", ".join(f"m.{c}" for c in ("seq", *_MESSAGE_COLUMNS))
+        columns = ", ".join(f"m.{c}" for c in ("seq", *_MESSAGE_COLUMNS, "erased_at"))
         sql = (
             f"SELECT {columns},"
             f" (SELECT a.request_body FROM hookline_attempts a WHERE {scope} AND length(a.request_body) > 0"
@@ -540,9 +835,13 @@ class SqlStore:
             rows = cur.fetchall()
         return {
             r[0]: LastDelivery(
-                webhook_id=r[0], message_id=r[1], attempt_id=r[2], attempted_at=from_ms(r[3]), status=r[4],
-                outcome=r[5], response_status=r[6],
+                webhook_id=r[0],
+                message_id=r[1],
+                attempt_id=r[2],
+                attempted_at=from_ms(r[3]),
+                status=r[4],
+                outcome=r[5],
+                response_status=r[6],
             )
             for r in rows
         }
-

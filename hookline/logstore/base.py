@@ -13,6 +13,12 @@ first stored after paging began have higher positions and show up only on a fres
 With a ``status`` filter, a message whose status changes while paging may enter or leave the
 result; it still appears at most once.
 
+Personal data (docs/data-retention.md): every attempt row records the contact its body is about
+(``contact.id``, or a sale's ``customer.id``). ``erase_contact`` blanks the bodies, headers and error
+texts of every attempt of that contact's messages and marks the messages erased (attempts logged
+later for an erased message are blanked as they are stored); ``expire_bodies_older_than`` blanks
+the request bodies and response excerpts of old attempts while their metadata stays.
+
 Message status is derived from its latest attempt (latest ``attempted_at``, then highest attempt
 number): ``delivered`` (2xx), ``retrying`` (failed, another automatic attempt follows), ``failed``
 (failed for good or dead-lettered), ``skipped`` (no request was made). A ``deferred`` attempt (the
@@ -32,6 +38,7 @@ __all__ = [
     "MAX_PAGE",
     "STATUSES",
     "AttemptRecord",
+    "Erasure",
     "FailedMessage",
     "LastDelivery",
     "LogStore",
@@ -123,6 +130,7 @@ class MessageSummary:
     last_attempt_at: datetime
     next_retry_at: datetime | None  # of the latest attempt, when another one is scheduled
     url: str  # of the latest attempt (credentials and query stripped by the worker)
+    erased_at: datetime | None = None  # when its contact's data was erased (bodies and headers are gone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +154,8 @@ class AttemptRecord:
     next_retry_at: datetime | None
     final: bool
     trigger: str
+    body_expired: bool = False  # request body and response excerpt removed by the body retention
+    erased: bool = False  # bodies, headers and error text removed by a contact erasure
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +194,18 @@ class FailedMessage:
     message: MessageSummary
     body: bytes  # of its earliest attempt that logged one; empty when none did
     last_attempt: int  # the highest attempt number logged
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What one contact erasure did; holds no personal data (not the contact id either)."""
+
+    erasure_id: int
+    account_id: str
+    erased_at: datetime
+    requested_by: str  # "operator" (hookline erase) or "api" (the account owner)
+    messages: int
+    attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +259,26 @@ class LogStore(Protocol):
 
     def purge_older_than(self, cutoff: datetime, *, max_messages: int | None = None) -> Purged:
         """Delete every message whose latest attempt is older than ``cutoff``, with its attempts."""
+        ...
+
+    def expire_bodies_older_than(self, cutoff: datetime, *, max_attempts: int | None = None) -> Purged:
+        """Blank the request body and response excerpt of every attempt made before ``cutoff``.
+
+        The attempts (status, latency, error) stay; ``Purged.attempts`` counts those blanked now.
+        """
+        ...
+
+    def erase_contact(self, account_id: str, contact_id: str, *, requested_by: str) -> Erasure:
+        """Erase every stored delivery of the account that concerns the contact, and record the erasure.
+
+        Each attempt of every message whose body named the contact loses its request body, response
+        excerpt, request and response headers and error message, and the message is marked erased.
+        Another account's rows are never touched. An unknown contact erases nothing (0 rows).
+        """
+        ...
+
+    def erasures(self, account_id: str | None = None, *, limit: int = 100) -> list[Erasure]:
+        """The latest erasures, newest first (of one account, or of every account)."""
         ...
 
     def ping(self) -> bool:

@@ -8,6 +8,7 @@ and its attempts come from one snapshot.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, cast
@@ -19,6 +20,8 @@ from hookline.logstore._sql import Cursor, Dialect, SqlStore
 from hookline.logstore.base import LogStoreError, StoreRejected, StoreUnavailable
 
 __all__ = ["PostgresStore"]
+
+log = logging.getLogger("hookline.logstore")
 
 _DIALECT = Dialect(
     name="postgresql",
@@ -94,6 +97,20 @@ class PostgresStore(SqlStore):
             if not pg.nextset():
                 break
         return out
+
+    def _scrub(self) -> None:
+        # An UPDATE leaves the old row versions (bodies included) in the table's files until VACUUM
+        # reclaims them; do it now rather than when autovacuum gets round to it. Best effort: a
+        # transaction that still sees the old versions keeps them until it ends.
+        try:
+            with self._pool.connection(timeout=self._timeout) as conn:
+                conn.autocommit = True
+                try:
+                    conn.execute("VACUUM hookline_attempts, hookline_messages")
+                finally:
+                    conn.autocommit = False
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.warning("log store: VACUUM after an erasure failed (autovacuum will do it): %s", exc)
 
     def ping(self) -> bool:
         try:

@@ -7,9 +7,11 @@ pool of reader connections, which WAL lets read a consistent snapshot while the 
 
 from __future__ import annotations
 
+import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,8 @@ from hookline.logstore._sql import Cursor, Dialect, SqlStore
 from hookline.logstore.base import LogStoreError, StoreRejected, StoreUnavailable
 
 __all__ = ["SqliteStore"]
+
+log = logging.getLogger("hookline.logstore")
 
 _DIALECT = Dialect(
     name="sqlite",
@@ -55,6 +59,8 @@ class SqliteStore(SqlStore):
             self._writer.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit survives a power cut, so an offset stored after it never skips rows.
             self._writer.execute("PRAGMA synchronous=FULL")
+            # Deleted and overwritten content is zeroed, so an erased body is not left in free space.
+            self._writer.execute("PRAGMA secure_delete=ON")
             with self._write() as cur:
                 self._migrate(cur)
         except (sqlite3.Error, OSError) as exc:
@@ -124,6 +130,18 @@ class SqliteStore(SqlStore):
             cur.execute(sql, row)
             out.append(cur.rowcount == 1)
         return out
+
+    def _scrub(self) -> None:
+        # The old page versions an erasure replaced sit in the write-ahead log until a checkpoint
+        # copies the new ones into the file; TRUNCATE also empties the log. A reader holding an old
+        # snapshot makes it give up early: try a few times, then leave it to SQLite's own checkpoints.
+        for _ in range(5):
+            with self._lock:
+                busy, _log, _done = self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            time.sleep(0.1)
+        log.warning("log store: the write-ahead log could not be emptied after an erasure (readers busy)")
 
     def ping(self) -> bool:
         try:
