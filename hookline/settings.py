@@ -81,6 +81,23 @@ class Settings:
     log_retention_days: int = _doc(
         "Days the log store keeps a message after its last attempt; 0 keeps forever.", 30
     )
+    log_body_retention_days: int = _doc(
+        "Days the log store keeps an attempt's request body and response excerpt (its status, latency"
+        " and error stay as long as the message); 0: as long as the message.",
+        0,
+    )
+    retention_contact_events_days: float = _doc("Days Kafka keeps records of the contact-events topic.", 7.0)
+    retention_sale_events_days: float = _doc("Days Kafka keeps records of the sale-events topic.", 7.0)
+    retention_deliveries_days: float = _doc(
+        "Days Kafka keeps delivery tasks (webhook-deliveries; retry tiers: at least this, or their delay"
+        " plus a day).",
+        7.0,
+    )
+    retention_results_days: float = _doc("Days Kafka keeps attempt results (webhook-results).", 7.0)
+    retention_dlq_days: float = _doc("Days Kafka keeps dead letters (webhook-dlq).", 30.0)
+    retention_webhook_events_days: float = _doc(
+        "Days Kafka keeps webhook health events (webhook-events).", 30.0
+    )
     home: Path = _doc("Working directory for the local broker, its jars, data and logs.", Path(".hookline"))
     kafka_libs: Path = _doc(
         "Cache of the broker's jars fetched by Maven (default: <home>/kafka-libs).", Path("")
@@ -147,6 +164,14 @@ class Settings:
             raise SettingsError("HOOKLINE_RETRY_JITTER: must be in [0, 1)")
         if self.log_retention_days < 0:
             raise SettingsError("HOOKLINE_LOG_RETENTION_DAYS: must be >= 0")
+        if self.log_body_retention_days < 0:
+            raise SettingsError("HOOKLINE_LOG_BODY_RETENTION_DAYS: must be >= 0 (0 = as long as the message)")
+        for f in dataclasses.fields(self):
+            if f.name.startswith("retention_") and not 0 < getattr(self, f.name) <= 36500:
+                raise SettingsError(
+                    f"HOOKLINE_{f.name.upper()}: must be a number of days above 0 (at most 36500);"
+                    " a topic that holds personal data needs a limit"
+                )
         if self.api_auth_failure_limit < 0:
             raise SettingsError("HOOKLINE_API_AUTH_FAILURE_LIMIT: must be >= 0 (0 = no limit)")
         if self.breaker_failures < 0 or self.breaker_probe_interval <= 0:

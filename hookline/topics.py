@@ -72,12 +72,20 @@ def replication(brokers: int) -> tuple[int, dict[str, str]]:
     return -1, {}
 
 
+def _keep(days: float) -> dict[str, str]:
+    return {"retention.ms": str(round(days * _DAY_MS))}
+
+
 def all_topics(settings: Settings) -> list[TopicSpec]:
-    """The full topic set for these settings (retry tiers follow the retry schedule)."""
-    keep_week = {"retention.ms": str(7 * _DAY_MS)}
+    """The full topic set for these settings (retry tiers follow the retry schedule).
+
+    Topics of the delete policy keep records for their ``HOOKLINE_RETENTION_*_DAYS`` setting
+    (docs/data-retention.md says what each holds); the compacted ones keep their latest record per key.
+    """
+    s = settings
     specs = [
-        TopicSpec(CONTACT_EVENTS, 6, dict(keep_week)),
-        TopicSpec(SALE_EVENTS, 6, dict(keep_week)),
+        TopicSpec(CONTACT_EVENTS, 6, _keep(s.retention_contact_events_days)),
+        TopicSpec(SALE_EVENTS, 6, _keep(s.retention_sale_events_days)),
         TopicSpec(
             CONFIG,
             3,
@@ -91,10 +99,10 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
                 "retention.ms": "-1",
             },
         ),
-        TopicSpec(DELIVERIES, 12, dict(keep_week)),
-        TopicSpec(RESULTS, 6, dict(keep_week)),
-        TopicSpec(DLQ, 3, {"retention.ms": str(30 * _DAY_MS)}),
-        TopicSpec(HEALTH_EVENTS, 3, {"retention.ms": str(30 * _DAY_MS)}),
+        TopicSpec(DELIVERIES, 12, _keep(s.retention_deliveries_days)),
+        TopicSpec(RESULTS, 6, _keep(s.retention_results_days)),
+        TopicSpec(DLQ, 3, _keep(s.retention_dlq_days)),
+        TopicSpec(HEALTH_EVENTS, 3, _keep(s.retention_webhook_events_days)),
         # Partitioned like the results topic: the health agent's table is co-partitioned with it.
         TopicSpec(HEALTH_CHANGELOG, 6, {"cleanup.policy": "compact"}),
         TopicSpec(
@@ -107,7 +115,7 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
     ]
     for delay in sorted(set(settings.retry_schedule)):
         # A tier must keep records at least as long as they wait in it, plus a day of slack.
-        retention = max(int(delay * 1000) + _DAY_MS, 7 * _DAY_MS)
+        retention = max(int(delay * 1000) + _DAY_MS, round(s.retention_deliveries_days * _DAY_MS))
         specs.append(TopicSpec(retry_topic(delay), 6, {"retention.ms": str(retention)}))
     if settings.topic_partitions > 0:
         specs = [replace(s, partitions=settings.topic_partitions) for s in specs]
