@@ -332,6 +332,11 @@ class LogSinkMetrics:
         self.purged_messages = Counter(
             f"{NS}_logsink_purged_messages_total", "Messages deleted by the retention purge.", registry=r
         )
+        self.expired_bodies = Counter(
+            f"{NS}_logsink_expired_bodies_total",
+            "Attempts whose request body and response excerpt the body retention removed.",
+            registry=r,
+        )
         self.store_up = Gauge(
             f"{NS}_logsink_store_up", "1 while the log store answered the last write or ping.", registry=r
         )
@@ -401,6 +406,11 @@ class ApiMetrics:
         self.log_store_errors = Counter(
             f"{NS}_api_log_store_errors_total",
             "Delivery log reads that failed because the log store was unreachable.",
+            registry=r,
+        )
+        self.contact_erasures = Counter(
+            f"{NS}_api_contact_erasures_total",
+            "Contact erasures account owners asked for through the API (each recorded in the log store).",
             registry=r,
         )
         for kind in WRITE_KINDS:

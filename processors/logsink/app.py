@@ -320,26 +320,40 @@ class LogSink:
             self._next_purge = now + self._purge(store)
 
     def _purge(self, store: LogStore) -> float:
-        """Run one purge pass; return the seconds until the next one."""
-        days = self.settings.log_retention_days
-        if days <= 0:
-            return self.purge_interval
-        cutoff = datetime.fromtimestamp(self.clock(), UTC) - timedelta(days=days)
+        """Run one purge pass (messages, then bodies: docs/data-retention.md); return the seconds
+        until the next one."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        days, body_days = self.settings.log_retention_days, self.settings.log_body_retention_days
+        complete = True
         try:
-            purged = store.purge_older_than(cutoff, max_messages=_PURGE_STEP)
+            if days > 0:
+                cutoff = now - timedelta(days=days)
+                purged = store.purge_older_than(cutoff, max_messages=_PURGE_STEP)
+                self.metrics.purged_messages.inc(purged.messages)
+                complete = purged.complete
+                if purged.messages:
+                    log.info(
+                        "log sink: purged %d messages (%d attempts) last attempted before %s",
+                        purged.messages,
+                        purged.attempts,
+                        cutoff.isoformat(timespec="seconds"),
+                    )
+            if body_days > 0:
+                cutoff = now - timedelta(days=body_days)
+                expired = store.expire_bodies_older_than(cutoff, max_attempts=_PURGE_STEP)
+                self.metrics.expired_bodies.inc(expired.attempts)
+                complete = complete and expired.complete
+                if expired.attempts:
+                    log.info(
+                        "log sink: removed the bodies of %d attempts made before %s",
+                        expired.attempts,
+                        cutoff.isoformat(timespec="seconds"),
+                    )
         except Exception as exc:
             self._set_store_ok(False)
             log.warning("log sink: retention purge failed, will retry: %s", exc)
             return min(self.purge_interval, 30.0)
-        self.metrics.purged_messages.inc(purged.messages)
-        if purged.messages:
-            log.info(
-                "log sink: purged %d messages (%d attempts) last attempted before %s",
-                purged.messages,
-                purged.attempts,
-                cutoff.isoformat(timespec="seconds"),
-            )
-        return self.purge_interval if purged.complete else 1.0
+        return self.purge_interval if complete else 1.0
 
     def _update_lag(self, consumer: Consumer) -> None:
         try:
