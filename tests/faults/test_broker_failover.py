@@ -25,12 +25,8 @@ timings to ``raw.json`` in the test's tmp dir.
 
 from __future__ import annotations
 
-import json
-import os
-import sqlite3
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,13 +39,14 @@ from confluent_kafka import KafkaError, Producer
 from hookline.clients import admin_client, create_topics, producer_config
 from hookline.local.kafka import LocalKafka
 from hookline.records import DeliveryTask
-from hookline.sealing import Sealer, generate_key
-from hookline.settings import Secret, Settings
-from hookline.topics import CONFIG, CONTACT_EVENTS, DELIVERIES, SALE_EVENTS, TopicSpec
-from hookline.webhooks import EVENT_TYPES, Subscription, Webhook
-from schemas.codec import encode
+from hookline.sealing import generate_key
+from hookline.settings import Settings
+from hookline.topics import CONTACT_EVENTS, DELIVERIES, SALE_EVENTS, TopicSpec
 from tests.faults.cluster import cluster_settings, free_port_block, local_cluster
 from tests.faults.load import (
+    ACCOUNTS,
+    HOOKS_PER_ACCOUNT,
+    RATE,
     Load,
     arrivals,
     delivery_counts,
@@ -57,21 +54,16 @@ from tests.faults.load import (
     expected_messages,
     first_arrivals,
     recovery_seconds,
+    report,
     settled_seconds,
 )
+from tests.faults.pipeline import logged_messages, put_webhooks, webhooks
 from tests.processors.deliver.receivers import Receiver
-from tests.support import REPO, Role, TopicReader, role_env, scaled, wait_until
+from tests.support import Role, TopicReader, role_env, scaled, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 
-#: Events per second; each goes to the HOOKS_PER_ACCOUNT webhooks of its account. 50 events/s times 2 =
-#: 100 deliveries/s across 20 webhooks is what stays steady on the 2-core development machine next to
-#: three brokers and other work; HOOKLINE_FAULTS_RATE raises it.
-RATE = float(os.environ.get("HOOKLINE_FAULTS_RATE", "50"))
-ACCOUNTS = 10
-HOOKS_PER_ACCOUNT = 2
 PROBE_TOPIC = "faults-probe"
-ARTIFACT = REPO / "test-artifacts" / "faults" / "broker_failover.json"
 
 
 @dataclass
@@ -98,21 +90,6 @@ class Pipeline:
         return "\n".join(f"--- {name} ---\n{r.log_tail(40)}" for name, (r, _p) in self.roles.items())
 
 
-def webhooks(receiver: Receiver, secret_key: str) -> list[Webhook]:
-    sealer = Sealer.from_secret(Secret(secret_key))
-    now = int(time.time() * 1000)
-    return [
-        Webhook(
-            id=f"wh-{a}-{h}", account_id=f"acct-{a}", name=f"faults {a}/{h}", url=receiver.url(f"/{a}/{h}"),
-            secret=sealer.seal(f"wh-{a}-{h}", "whsec_" + uuid.uuid4().hex),
-            subscriptions=tuple(Subscription(e) for e in EVENT_TYPES),
-            active=True, created_at=now, updated_at=now, version=1,
-        )
-        for a in range(ACCOUNTS)
-        for h in range(HOOKS_PER_ACCOUNT)
-    ]  # fmt: skip
-
-
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     settings = cluster_settings(
@@ -126,15 +103,7 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
         create_topics(settings)
         create_topics(settings, [TopicSpec(PROBE_TOPIC, 3)])
         secret_key = generate_key()
-        configs = Producer(producer_config(settings, **{"log_level": 2}))
-        hooks: dict[str, list[str]] = {}
-        for hook in webhooks(receiver, secret_key):
-            configs.produce(
-                settings.topic(CONFIG), key=hook.id.encode(), value=encode("WebhookConfig", hook.to_record())
-            )
-            hooks.setdefault(hook.account_id, []).append(hook.id)
-        assert configs.flush(60) == 0
-        del configs
+        hooks = put_webhooks(settings, webhooks(receiver, secret_key, ACCOUNTS, HOOKS_PER_ACCOUNT))
         common = {
             "HOOKLINE_SECRET_KEY": secret_key,
             "HOOKLINE_ALLOW_NETWORKS": "127.0.0.0/8",
@@ -216,16 +185,6 @@ def first_routing(settings: Settings, count: int) -> dict[str, float]:
         return routed
     finally:
         reader.close()
-
-
-def logged_messages(path: Path) -> set[str]:
-    if not path.exists():
-        return set()
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
-        return {
-            row[0]
-            for row in db.execute("SELECT message_id FROM hookline_messages WHERE status = 'delivered'")
-        }
 
 
 def test_broker_failover_loses_nothing_and_writes_stop_without_two_replicas(
@@ -387,18 +346,15 @@ def test_broker_failover_loses_nothing_and_writes_stop_without_two_replicas(
             "roles_alive": p.roles_alive(),
         }
     )
-    report = json.dumps(figures, indent=2)
-    print(f"\nbroker failover figures:\n{report}")
-    for path in (ARTIFACT, tmp_path / "figures.json"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report + "\n")
-    raw = {
-        "events": [[e.event_id, e.account, e.sent_at, e.acked_at] for e in load.events],
-        "arrivals": arrivals(p.receiver),
-        "routed": routed_at,
-        "faults": {"fault1": fault1, "back1": back1, "fault2": fault2, "alone": alone, "back2": back2},
-    }
-    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    report(
+        "broker_failover",
+        figures,
+        load,
+        tmp_path,
+        arrivals=arrivals(p.receiver),
+        routed=routed_at,
+        faults={"fault1": fault1, "back1": back1, "fault2": fault2, "alone": alone, "back2": back2},
+    )
 
     assert figures["lost"] == 0 and figures["not_logged"] == 0
     assert all(figures["roles_alive"].values()), f"a role died: {figures['roles_alive']}\n{p.logs()}"
