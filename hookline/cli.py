@@ -35,6 +35,10 @@ _ALL_COMMANDS: dict[str, tuple[str, str]] = {
         "Run the health processor: failure streaks per webhook, alerts, and disables.",
     ),
     "topics": ("hookline._cmd_topics", "Create every hookline topic (idempotent) or list them."),
+    "erase": (
+        "hookline._cmd_erase",
+        "Erase a contact's deliveries from the log store (GDPR Art. 17) and record the erasure.",
+    ),
     "settings": ("hookline._cmd_settings", "Print every HOOKLINE_* setting, its value and meaning."),
     "produce": ("producers._cmd_produce", "Publish realistic sample events of all six kinds."),
     "up": (

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hookline.logstore.base import (
+    MAX_CONTACT_ID,
     MAX_PAGE,
     STATUSES,
     AttemptRecord,
@@ -26,11 +27,13 @@ from hookline.logstore.base import (
     StoreRejected,
     StoreUnavailable,
     UnknownCursor,
+    contact_id_problem,
     message_status,
 )
 from hookline.settings import Settings, SettingsError
 
 __all__ = [
+    "MAX_CONTACT_ID",
     "MAX_PAGE",
     "STATUSES",
     "AttemptRecord",
@@ -46,6 +49,7 @@ __all__ = [
     "StoreRejected",
     "StoreUnavailable",
     "UnknownCursor",
+    "contact_id_problem",
     "describe_url",
     "message_status",
     "open_store",
@@ -56,9 +60,11 @@ _POSTGRES = ("postgresql://", "postgres://")
 
 
 def _sqlite_path(url: str) -> Path:
-    rest = url[len(_SQLITE):]
+    rest = url[len(_SQLITE) :]
     if not rest.startswith("/") or rest == "/":
-        raise SettingsError("HOOKLINE_DATABASE_URL: write sqlite:///relative/path or sqlite:////absolute/path")
+        raise SettingsError(
+            "HOOKLINE_DATABASE_URL: write sqlite:///relative/path or sqlite:////absolute/path"
+        )
     path = rest[1:]  # sqlite:///x -> x (relative), sqlite:////x -> /x (absolute), as SQLAlchemy reads them
     if path == ":memory:":
         raise SettingsError("HOOKLINE_DATABASE_URL: an in-memory SQLite store is not shared; name a file")

@@ -35,6 +35,7 @@ from typing import Protocol
 from hookline.records import DeliveryResult
 
 __all__ = [
+    "MAX_CONTACT_ID",
     "MAX_PAGE",
     "STATUSES",
     "AttemptRecord",
@@ -50,6 +51,7 @@ __all__ = [
     "StoreRejected",
     "StoreUnavailable",
     "UnknownCursor",
+    "contact_id_problem",
     "from_ms",
     "message_status",
     "to_ms",
@@ -84,6 +86,25 @@ class StoreRejected(LogStoreError):
 
 class UnknownCursor(LogStoreError, LookupError):
     """``starting_after`` is not a message of this account's webhook (or it was purged)."""
+
+
+#: The longest contact id an erasure accepts (systeme.io's ids are numbers; ours are strings).
+MAX_CONTACT_ID = 128
+
+
+def contact_id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a contact id to erase, or None when it can."""
+    if not value or value != value.strip():
+        return (
+            "a contact id is the payload's contact.id (or a sale's customer.id): not empty, no spaces around"
+        )
+    if len(value) > MAX_CONTACT_ID:
+        return f"a contact id has at most {MAX_CONTACT_ID} characters"
+    if not value.isprintable():
+        return "a contact id has no control characters"
+    if "@" in value:
+        return "give the contact's id (the payload's contact.id), not an e-mail address"
+    return None
 
 
 def message_status(outcome: str, final: bool) -> str:
