@@ -22,6 +22,7 @@ from api.auth import ApiKeys
 from api.deliveries import DeliveryLogService
 from api.errors import CatchAllMiddleware, install_error_handlers
 from api.pages import install_pages
+from api.replays import install_replays
 from api.routes import router
 from api.service import ConfigReader, WebhookService
 from api.tasks import TaskWriter
@@ -119,6 +120,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     install_pages(app, settings)  # the web page: /, /signin, /settings/webhooks, /static
+    install_replays(app, settings)  # POST /api/webhooks/{id}/replay, GET .../replays/{replayId}
 
     def healthy() -> bool:
         return getattr(reader, "error", None) is None

@@ -10,6 +10,12 @@ from hookline.settings import Settings
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, help="port for /metrics, /healthz, /readyz (default 9102)")
+    p.add_argument(
+        "--replay-rate",
+        type=float,
+        default=500.0,
+        help="most delivery tasks one replay produces per second (default 500; 0 = unlimited)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -23,10 +29,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Faust narrates every service start and stop at INFO; keep its warnings and errors.
     for name in ("faust", "mode"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
-    router = Router(settings)
+    router = Router(settings, replay_rate=args.replay_rate)
     port = args.metrics_port if args.metrics_port is not None else settings.router_metrics_port
     probes = ProbeServer(router.registry, settings.metrics_host, port, ready=router.ready).start()
     router.view.start()
+    router.replays.start()
     worker = faust.Worker(
         router.app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False, quiet=True
     )
@@ -37,6 +44,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         worker.execute_from_commandline()
     finally:
+        router.replays.stop()
         router.view.stop()
         probes.stop()
     return 0

@@ -20,6 +20,7 @@ from hookline.metrics import ConfigViewMetrics, RouterMetrics
 from hookline.records import DeadLetters, Source
 from hookline.settings import Settings
 from hookline.topics import CONTACT_EVENTS, DELIVERIES, DLQ, SALE_EVENTS
+from processors.router.replay import ReplayRunner
 from processors.router.routing import tasks_for
 from schemas.codec import CodecError, decode
 
@@ -31,7 +32,9 @@ log = logging.getLogger("hookline.router")
 class Router:
     """Composition root of the router: the Faust app, the config view and the metrics."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, settings: Settings, registry: CollectorRegistry | None = None, *, replay_rate: float = 500.0
+    ) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = RouterMetrics(self.registry)
@@ -39,6 +42,8 @@ class Router:
             settings, metrics=ConfigViewMetrics(self.registry), client_id="hookline-router-configs"
         )
         self.dead_letters = DeadLetters("router", settings.topic(DLQ), self.metrics.dead_lettered, log)
+        # Replays of a webhook's events (issue 13): threads beside the Faust app, started by the command.
+        self.replays = ReplayRunner(settings, self.view.get, rate=replay_rate)
         self.app = self._build_app()
         self.assigned = False
 

@@ -6,16 +6,19 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hookline.payloads import build_payload
-from hookline.records import DeliveryTask
+from hookline.records import DeliveryTask, Trigger
 from hookline.webhooks import Webhook
 
 __all__ = ["tasks_for"]
 
 
-def tasks_for(event: Mapping[str, Any], webhooks: Iterable[Webhook], now_ms: int) -> list[DeliveryTask]:
+def tasks_for(
+    event: Mapping[str, Any], webhooks: Iterable[Webhook], now_ms: int, *, trigger: Trigger = "automatic"
+) -> list[DeliveryTask]:
     """A task for every webhook of the event's account that is active and subscribed to its type.
 
     The JSON body is built once per event and shared by every task; tasks come in webhook id order.
+    A replay (``trigger="replay"``) passes its one webhook: same body, same message id as the routing.
     """
     event_type = event["type"]
     wanted = [w for w in webhooks if w.account_id == event["accountId"] and w.wants(event_type)]
@@ -30,6 +33,7 @@ def tasks_for(event: Mapping[str, Any], webhooks: Iterable[Webhook], now_ms: int
             occurred_at=event["occurredAt"],
             payload=body,
             now_ms=now_ms,
+            trigger=trigger,
         )
         for w in sorted(wanted, key=lambda w: w.id)
     ]

@@ -232,6 +232,8 @@ def test_openapi_and_probes(api: RunningApi) -> None:
         "/api/webhooks/{webhook_id}/deliveries/{message_id}",
         "/api/webhooks/{webhook_id}/deliveries/{message_id}/redeliver",
         "/api/webhooks/{webhook_id}/recover",
+        "/api/webhooks/{webhook_id}/replay",
+        "/api/webhooks/{webhook_id}/replays/{replay_id}",
         "/api/webhooks/{webhook_id}/test",
     }
     assert set(doc["paths"]["/api/webhooks/{webhook_id}"]) == {"get", "patch", "delete"}
