@@ -19,8 +19,10 @@ keeps polling throughout, so it stays in the group.
 
 Rebalance: on revocation the finished prefix of each revoked partition is committed and the
 rest is dropped; tasks still running finish but no longer store offsets, so the next owner may
-deliver them again (at least once, never lost). Shutdown: stop reading, let running attempts end
-within the drain deadline, abandon tasks that had not started, commit, close.
+deliver them again (at least once, never lost). Every partition assigned is resumed first: one this
+worker had paused before it was revoked and assigned back would otherwise stay paused. Shutdown:
+stop reading, let running attempts end within the drain deadline, abandon tasks that had not
+started, commit, close.
 """
 
 from __future__ import annotations
@@ -75,7 +77,11 @@ class _Partition:
     offsets: PartitionOffsets = field(default_factory=PartitionOffsets)
     held: deque[Record] = field(default_factory=deque)
     next_seen: int | None = None
-    paused: bool = False  # as last requested from the consumer
+    # As last requested from the consumer. A new assignment starts as "paused" so that the next step
+    # resumes it: librdkafka keeps a pause across a rebalance for a partition that is revoked and
+    # assigned back to the same consumer (librdkafka issue 1849), and a partition paused when it was
+    # revoked (a tier's head waiting for its due time) would never be fetched again (issue 12).
+    paused: bool = True
 
     def tp(self, offset: int = -1001) -> TopicPartition:
         return TopicPartition(self.topic, self.partition, offset)
