@@ -17,6 +17,10 @@ again (trigger ``test``), so a sample never reaches a receiver unmarked.
 A test send carries a sample payload of the chosen type, built like the router builds a real one
 but from :class:`producers.samples.SampleGenerator`; no event goes to the domain topics. The
 delivery worker adds ``X-Webhook-Test: true`` to the request of a ``test`` task.
+
+Personal data (docs/data-retention.md): :meth:`DeliveryLogService.erase_contact` erases a contact's
+deliveries of the caller's account; an erased message, and an attempt whose body the body retention
+removed, say so in what a client sees (``erased``, ``bodyExpired``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from api.writer import Written
 from hookline.logstore import (
     STATUSES,
     AttemptRecord,
+    Erasure,
     FailedMessage,
     LastDelivery,
     LogStore,
@@ -50,6 +55,7 @@ from hookline.logstore import (
     MessageSummary,
     StoreUnavailable,
     UnknownCursor,
+    contact_id_problem,
 )
 from hookline.logstore.base import from_ms, to_ms
 from hookline.metrics import ApiMetrics
@@ -66,6 +72,7 @@ __all__ = [
     "DeliveryList",
     "DeliveryLogService",
     "DeliveryOut",
+    "ErasureOut",
     "RecoverAccepted",
     "RecoverRequest",
     "Recovered",
@@ -79,6 +86,7 @@ __all__ = [
     "present_attempt",
     "present_delivery",
     "present_detail",
+    "present_erasure",
     "present_recovered",
     "present_sent",
     "sample_payload",
@@ -221,6 +229,28 @@ class DeliveryLogService:
         """Webhook id -> its latest attempt, for every webhook of ``account`` that has one."""
         return await self._read(lambda s: s.last_status_by_webhook(account))
 
+    # -- erasure ----------------------------------------------------------------------------------
+    async def erase_contact(self, account: str, contact_id: str) -> Erasure:
+        """Erase every stored delivery of ``account`` that concerns the contact; 0 rows for an unknown one.
+
+        Only ``account``'s rows are touched, whichever contact id is given. Nothing of the contact
+        (its id included) goes to the log line or the metric.
+        """
+        problem = contact_id_problem(contact_id)
+        if problem is not None:
+            raise InvalidRequest("invalid_contact_id", problem, status=400)
+        # A write, run like the reads: in a worker thread, 503 while the store cannot be reached.
+        erasure = await self._read(lambda s: s.erase_contact(account, contact_id, requested_by="api"))
+        self._metrics.contact_erasures.inc()
+        log.info(
+            "contact erasure %d for account %s: %d messages, %d attempts erased",
+            erasure.erasure_id,
+            account,
+            erasure.messages,
+            erasure.attempts,
+        )
+        return erasure
+
     # -- sends ------------------------------------------------------------------------------------
     async def redeliver(self, account: str, webhook_id: str, message_id: str) -> Sent:
         """Send the message again, as it was, with its message id: one ``manual`` (or ``test``) attempt."""
@@ -286,7 +316,10 @@ class DeliveryLogService:
         await self._send(task, "test")
         log.info(
             "test %s sent to webhook %s by account %s (message %s)",
-            event_type, webhook_id, account, task.message_id,
+            event_type,
+            webhook_id,
+            account,
+            task.message_id,
         )
         return Sent(task.message_id, webhook_id, event_type, "test", 1)
 
@@ -333,7 +366,11 @@ class DeliveryLogService:
                 self._recovered[key] = sent
         log.info(
             "recover of webhook %s requested by account %s: %d sent, %d pending, %d unsendable%s",
-            webhook_id, account, len(tasks), len(pending), len(todo) - len(sendable),
+            webhook_id,
+            account,
+            len(tasks),
+            len(pending),
+            len(todo) - len(sendable),
             " (more remain)" if has_more else "",
         )
         return Recovered(webhook_id, since_ms, len(tasks), has_more, len(pending), len(todo) - len(sendable))
@@ -459,6 +496,8 @@ def present_delivery(m: MessageSummary) -> dict[str, Any]:
         "trigger": m.trigger,
         "nextRetryAt": _time(m.next_retry_at),
         "url": m.url,
+        "erased": m.erased_at is not None,
+        "erasedAt": _time(m.erased_at),
     }
 
 
@@ -485,12 +524,23 @@ def present_attempt(a: AttemptRecord) -> dict[str, Any]:
         "errorMessage": a.error_message,
         "nextRetryAt": _time(a.next_retry_at),
         "final": a.final,
+        "bodyExpired": a.body_expired,
+        "erased": a.erased,
     }
 
 
 def present_detail(d: MessageDetail) -> dict[str, Any]:
     """The message (as the list shows it) and every attempt, oldest first."""
     return {"message": present_delivery(d.message), "attempts": [present_attempt(a) for a in d.attempts]}
+
+
+def present_erasure(e: Erasure) -> dict[str, Any]:
+    return {
+        "erasureId": e.erasure_id,
+        "erasedAt": _time(e.erased_at),
+        "messages": e.messages,
+        "attempts": e.attempts,
+    }
 
 
 def parse_recover(body: dict[str, Any]) -> int:
@@ -557,6 +607,10 @@ class DeliveryOut(BaseModel):
     trigger: Trigger = Field(description="Of the first attempt: automatic, test, manual, recover or replay.")
     nextRetryAt: str | None = Field(description="When the next automatic attempt is due, if one is.")
     url: str = Field(description="The URL of the latest attempt, without credentials or query.")
+    erased: bool = Field(
+        description="The contact's data was erased: every attempt's bodies, headers and error text are gone."
+    )
+    erasedAt: str | None = Field(description="When it was erased.")
 
 
 class DeliveryList(BaseModel):
@@ -589,6 +643,13 @@ class AttemptOut(BaseModel):
     errorMessage: str | None
     nextRetryAt: str | None
     final: bool = Field(description="No further automatic attempt follows this one.")
+    bodyExpired: bool = Field(
+        description="The request body and response excerpt were removed after"
+        " HOOKLINE_LOG_BODY_RETENTION_DAYS; status, latency and error stay."
+    )
+    erased: bool = Field(
+        description="Removed by a contact erasure: bodies, headers and error text are empty."
+    )
 
 
 class DeliveryDetailOut(BaseModel):
@@ -624,3 +685,12 @@ class RecoverAccepted(BaseModel):
         description="Left out: an earlier recover sent them and their new attempt is not logged yet."
     )
     unsendable: int = Field(description="Left out: the log holds no complete body for them.")
+
+
+class ErasureOut(BaseModel):
+    erasureId: int = Field(description="The erasure's record in the log store (which holds no contact data).")
+    erasedAt: str
+    messages: int = Field(
+        description="Messages of this account that concerned the contact (0 for an unknown one)."
+    )
+    attempts: int = Field(description="Attempts whose bodies, headers and error text were erased.")

@@ -17,6 +17,7 @@ from api.deliveries import (
     DeliveryDetailOut,
     DeliveryList,
     DeliveryLogService,
+    ErasureOut,
     RecoverAccepted,
     RecoverRequest,
     SendAccepted,
@@ -24,6 +25,7 @@ from api.deliveries import (
     parse_recover,
     present_delivery,
     present_detail,
+    present_erasure,
     present_recovered,
     present_sent,
 )
@@ -295,3 +297,22 @@ async def recover(request: Request, account_id: Account, webhook_id: str) -> Res
     limit: int = request.app.state.recover_max
     done = await _deliveries(request).recover(account_id, webhook_id, since_ms, limit=limit)
     return JSONResponse(present_recovered(done), status_code=202)
+
+
+# -- personal data ------------------------------------------------------------------------------
+
+
+@router.post(
+    "/contacts/{contact_id}/erase",
+    summary="Erase every stored delivery that concerns a contact (GDPR Art. 17)",
+    description="Deletes the request bodies, response excerpts, headers and error texts of every logged"
+    " attempt of this account's messages about the contact (the payload's contact.id, or a sale's"
+    " customer.id), marks those messages erased and records the erasure (when, how many rows; not the"
+    " contact). Only this account's deliveries are touched; an unknown contact erases nothing (0)."
+    " Kafka keeps the events, tasks and results until their topics' retention ends.",
+    tags=["contacts"],
+    responses={200: {"model": ErasureOut}},
+)
+async def erase_contact(request: Request, account_id: Account, contact_id: str) -> Response:
+    erasure = await _deliveries(request).erase_contact(account_id, contact_id)
+    return JSONResponse(present_erasure(erasure), headers={"Cache-Control": "no-store"})

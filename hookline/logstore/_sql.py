@@ -689,7 +689,8 @@ class SqlStore:
     def expire_bodies_older_than(self, cutoff: datetime, *, max_attempts: int | None = None) -> Purged:
         d = self.dialect
         update = d.sql(
-            "UPDATE hookline_attempts SET request_body = ?, response_excerpt = ?, body_expired = TRUE"
+            "UPDATE hookline_attempts SET request_body = ?, response_excerpt = ?, response_headers = '{}',"
+            " body_expired = TRUE"
             " WHERE id IN (SELECT id FROM hookline_attempts WHERE body_expired = FALSE AND attempted_at < ?"
             f" ORDER BY attempted_at LIMIT ? {d.lock_rows})"
         )

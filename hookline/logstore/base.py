@@ -17,7 +17,8 @@ Personal data (docs/data-retention.md): every attempt row records the contact it
 (``contact.id``, or a sale's ``customer.id``). ``erase_contact`` blanks the bodies, headers and error
 texts of every attempt of that contact's messages and marks the messages erased (attempts logged
 later for an erased message are blanked as they are stored); ``expire_bodies_older_than`` blanks
-the request bodies and response excerpts of old attempts while their metadata stays.
+the request bodies, response headers and response excerpts of old attempts while their metadata
+(status, latency, error, hookline's own request headers) stays.
 
 Message status is derived from its latest attempt (latest ``attempted_at``, then highest attempt
 number): ``delivered`` (2xx), ``retrying`` (failed, another automatic attempt follows), ``failed``
@@ -175,7 +176,7 @@ class AttemptRecord:
     next_retry_at: datetime | None
     final: bool
     trigger: str
-    body_expired: bool = False  # request body and response excerpt removed by the body retention
+    body_expired: bool = False  # request body, response headers and excerpt removed by the body retention
     erased: bool = False  # bodies, headers and error text removed by a contact erasure
 
 
@@ -283,9 +284,11 @@ class LogStore(Protocol):
         ...
 
     def expire_bodies_older_than(self, cutoff: datetime, *, max_attempts: int | None = None) -> Purged:
-        """Blank the request body and response excerpt of every attempt made before ``cutoff``.
+        """Blank the request body, response headers and response excerpt of every attempt made
+        before ``cutoff``.
 
-        The attempts (status, latency, error) stay; ``Purged.attempts`` counts those blanked now.
+        The attempts (status, latency, error, request headers) stay; ``Purged.attempts`` counts
+        those blanked now.
         """
         ...
 

@@ -37,7 +37,7 @@ PAYLOAD_KEYS = {
 LIST_KEYS = {
     "messageId", "eventType", "eventId", "eventOccurredAt", "status", "lastOutcome", "attempts",
     "lastAttempt", "lastResponseStatus", "lastErrorClass", "firstAttemptAt", "lastAttemptAt", "trigger",
-    "nextRetryAt", "url",
+    "nextRetryAt", "url", "erased", "erasedAt",
 }  # fmt: skip
 
 

@@ -192,7 +192,7 @@ def test_bodies_expire_before_the_attempts_metadata(backend: Backend) -> None:
     assert old is not None and old.message.attempt_count == 2 and old.message.status == "retrying"
     for a in old.attempts:
         assert a.body_expired and not a.erased
-        assert a.request_body == b"" and a.response_excerpt == b""
+        assert a.request_body == b"" and a.response_excerpt == b"" and a.response_headers == {}
         assert a.response_status == 503 and a.latency_seconds == pytest.approx(0.042)
         assert a.error_class == "http_5xx" and a.request_headers["X-Webhook-Event"] == "CONTACT_CREATED"
     new = store.get_message(acct, wh, "new")
