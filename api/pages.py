@@ -14,6 +14,7 @@ Routes (HTML, none in the OpenAPI document)::
     GET  /settings/webhooks/{id}/logs/{message_id}      every attempt of one delivery
     POST /settings/webhooks/{id}/logs/{message_id}/redeliver
     POST /settings/webhooks/{id}/recover                send again what failed in the last hours
+    GET  /settings/webhooks/{id}/replay  POST ...        replay the events of the last hours (api/replays.py)
     GET  /static/...                                    CSS and JS (no inline script anywhere)
 
 Every POST carries the session's CSRF token (see :mod:`api.sessions`); every page is
@@ -38,6 +39,7 @@ from starlette.staticfiles import StaticFiles
 
 from api.errors import ApiError, InvalidRequest, TooManyAuthFailures
 from api.forms import EVENT_LABELS, MAX_FORM_BYTES, FieldErrors, FormData, WebhookForm, parse_form
+from api.replays import ReplayService, present_replay
 from api.service import WebhookService
 from api.sessions import (
     PRESESSION_COOKIE,
@@ -51,6 +53,7 @@ from api.throttle import admit, refused
 from api.validation import UrlRules, WebhookChanges
 from hookline.logstore import STATUSES, LastDelivery, MessageDetail, MessagePage
 from hookline.settings import Settings
+from hookline.timestamps import rfc3339
 from hookline.webhooks import EVENT_TYPES, Webhook
 
 __all__ = ["DeliveryLogs", "install_pages"]
@@ -83,6 +86,7 @@ NOTICES = {
     "recovered": "Recover queued: the failed messages of that period are sent again, oldest first.",
     "recovered_more": "Recover queued for as many messages as one call sends; more remain: recover again.",
     "recovered_none": "No failed messages in that period to send again.",
+    "replay_started": "Replay started: the events of that period are read from the event log and sent again.",
     "signed_out": "You are signed out.",
 }
 
@@ -616,6 +620,53 @@ async def recover(request: Request, webhook_id: str) -> Response:
         _raise_page(exc)
     notice = "recovered_more" if done.has_more else "recovered" if done.count else "recovered_none"
     return _redirect(f"/settings/webhooks/{webhook_id}/logs?notice={notice}")
+
+
+#: The periods the replay page offers, in hours, with their labels (the event topics keep 7 days).
+REPLAY_PERIODS = ((1, "hour"), (24, "24 hours"), (72, "3 days"), (168, "7 days"))
+
+
+def _replays(request: Request) -> ReplayService:
+    service: ReplayService = request.app.state.replays
+    return service
+
+
+@router.get("/settings/webhooks/{webhook_id}/replay")
+async def replay_page(request: Request, webhook_id: str) -> Response:
+    ctx = _signed_in(request)
+    hook = _owned(ctx, webhook_id)
+    try:
+        latest = await _replays(request).latest(ctx.account, webhook_id)
+    except ApiError as exc:
+        _raise_page(exc)
+    return _render(
+        "replay.html",
+        {
+            "hook": hook,
+            "replay": present_replay(latest) if latest else None,
+            "REPLAY_PERIODS": REPLAY_PERIODS,
+            "notice": _notice(request),
+        },
+        ctx=ctx,
+    )
+
+
+@router.post("/settings/webhooks/{webhook_id}/replay")
+async def replay(request: Request, webhook_id: str) -> Response:
+    ctx, form = await _posted(request)
+    _owned(ctx, webhook_id)
+    hours = form.first("hours")
+    if hours not in {str(h) for h, _label in REPLAY_PERIODS}:
+        raise _PageError(422, "Unknown period", "Choose one of the periods offered.")
+    events = form.all("events")
+    if not events:
+        raise _PageError(422, "No events", "Choose at least one event to replay.")
+    since_ms = int((datetime.now(UTC).timestamp() - int(hours) * 3600) * 1000)
+    try:
+        await _replays(request).start(ctx.account, webhook_id, {"from": rfc3339(since_ms), "events": events})
+    except ApiError as exc:
+        _raise_page(exc)
+    return _redirect(f"/settings/webhooks/{webhook_id}/replay?notice=replay_started")
 
 
 # -- wiring --------------------------------------------------------------------------------------

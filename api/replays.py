@@ -144,9 +144,13 @@ class ReplayService:
             self._admin = admin_client(self._settings)
         return plan(self._admin, self._settings, from_ms, to_ms)
 
+    async def latest(self, account: str, webhook_id: str) -> Replay | None:
+        """The webhook's latest replay, running or not (404 for another account's webhook)."""
+        self._webhooks.get(account, webhook_id)
+        return (await self._ready_view()).latest(webhook_id)
+
     async def get(self, account: str, webhook_id: str, replay_id: str) -> Replay:
-        self._webhooks.get(account, webhook_id)  # 404 for another account's webhook
-        replay = (await self._ready_view()).latest(webhook_id)
+        replay = await self.latest(account, webhook_id)
         if replay is None or replay.id != replay_id:
             raise ApiError(
                 "replay_not_found",

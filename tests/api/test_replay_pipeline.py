@@ -31,6 +31,7 @@ from hookline.timestamps import rfc3339
 from hookline.topics import CONTACT_EVENTS, DELIVERIES
 from hookline.webhooks import EVENT_TYPES
 from tests.api.conftest import KEY_A, KEY_B, RunningApi
+from tests.api.test_page import sign_in
 from tests.processors.deliver.receivers import Receiver
 from tests.support import (
     EventWriter,
@@ -296,3 +297,40 @@ def test_a_router_killed_half_way_through_a_replay_resumes_it_after_a_restart(sl
         f"{len(expected)} messages; {len(duplicates)} received twice: {duplicates}"
     )
     assert max(counts.values()) <= 2, counts.most_common(3)
+
+
+def test_the_page_starts_a_replay_and_shows_its_progress(stack: Stack) -> None:
+    api, receiver = stack.api, stack.receiver
+    records = publish(stack)
+    hook, secret = create(api.client(KEY_A), receiver.url("/page"), ("SALE_NEW", "SALE_CANCELED"))
+    expected = {
+        message_id(r["eventId"], hook)
+        for r in records
+        if r["accountId"] == "acct-a" and r["type"] == "SALE_CANCELED"
+    }
+    c, csrf = sign_in(api)
+    assert f'href="/settings/webhooks/{hook}/replay"' in c.get("/settings/webhooks").text
+    page = c.get(f"/settings/webhooks/{hook}/replay")
+    assert page.status_code == 200 and "No replay yet." in page.text
+    assert f'action="/settings/webhooks/{hook}/replay"' in page.text
+    assert 'value="SALE_NEW" checked' in page.text and 'value="CONTACT_CREATED"' not in page.text
+    wrong = c.post(
+        f"/settings/webhooks/{hook}/replay", data={"hours": "5", "events": "SALE_NEW", "csrf": csrf}
+    )
+    assert wrong.status_code == 422 and "Unknown period" in wrong.text
+    done = c.post(
+        f"/settings/webhooks/{hook}/replay", data={"hours": "1", "events": ["SALE_CANCELED"], "csrf": csrf}
+    )
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == f"/settings/webhooks/{hook}/replay?notice=replay_started"
+    shown = c.get(done.headers["location"]).text
+    assert "Replay started" in shown and "SALE_CANCELED" in shown
+    wait_until(lambda: set(received_ids(receiver, "/page", secret)) >= expected, 120, "the page's replay")
+
+    def finished() -> str:
+        text = c.get(f"/settings/webhooks/{hook}/replay").text
+        return "" if "data-live" in text else text
+
+    final = wait_until(finished, 60, "the page to show the replay done")
+    assert f"1000 of 1000 events read, {len(expected)} messages sent" in final
+    assert Counter(received_ids(receiver, "/page", secret)) == Counter(expected)
