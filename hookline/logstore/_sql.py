@@ -649,11 +649,11 @@ class SqlStore:
                 ),
                 (account_id, contact_id),
             )
-            found = [(account_id, wh, msg) for wh, msg in cur.fetchall()]
-            attempts = 0
-            for key in found:
-                cur.execute(d.sql(_BLANK_ATTEMPTS), (b"", b"", *key))
-                attempts += max(cur.rowcount, 0)
+            found = sorted((account_id, wh, msg) for wh, msg in cur.fetchall())
+            # Mark the messages first: that takes their row locks, which a log sink storing another
+            # attempt of one of them holds until it commits (PostgreSQL). The attempts are blanked
+            # after, so they include such an attempt; one stored after this commits sees the mark and
+            # is blanked by its own transaction (_blank_erased).
             cur.executemany(
                 d.sql(
                     "UPDATE hookline_messages SET erased_at = ?"
@@ -661,6 +661,10 @@ class SqlStore:
                 ),
                 [(now, *key) for key in found],
             )
+            attempts = 0
+            for key in found:
+                cur.execute(d.sql(_BLANK_ATTEMPTS), (b"", b"", *key))
+                attempts += max(cur.rowcount, 0)
             cur.execute(
                 d.sql(
                     "INSERT INTO hookline_erasures (account_id, erased_at, requested_by, messages,"

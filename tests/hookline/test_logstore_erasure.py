@@ -25,6 +25,7 @@ from tests.logrecords import delivery_result, now_ms
 from tests.logscan import in_postgres, in_sqlite_files
 
 DAY = 86_400_000
+ANN_MAIL = "ann@example.org"
 
 
 @dataclass
@@ -242,3 +243,36 @@ def test_a_version_1_store_migrates_and_learns_its_rows_contacts(
     store = backend.open()  # migrates to the current version
     assert store.erase_contact("acct-a", "c-ann", requested_by="operator").attempts == 1
     assert backend.scan("ann@example.org") == [] and backend.scan("bob@example.org")
+
+
+def test_an_attempt_being_stored_while_its_contact_is_erased_is_erased_too(postgres_url: str) -> None:
+    """PostgreSQL, two writers: a log sink's transaction that stored an attempt of the message (and holds
+    the message's row lock) commits while the erasure waits for that lock; its attempt is blanked too."""
+    import threading
+
+    import psycopg
+
+    store = PostgresStore(postgres_url)
+    try:
+        store.insert_attempts(
+            [attempt("acct-a", "wh-1", "ann-1", 1, contact_body("c-ann", ANN_MAIL), ANN_MAIL)]
+        )
+        late = attempt("acct-a", "wh-1", "ann-1", 2, contact_body("c-ann", ANN_MAIL), ANN_MAIL)
+        row = _sql._attempt_row(late, now_ms())
+        d = store.dialect
+        with psycopg.connect(postgres_url) as sink:  # one transaction, like insert_attempts
+            sink.execute(d.sql(_sql.INSERT_ATTEMPT), row)
+            sink.execute(d.sql(_sql._upsert_message(d)), _sql._message_row(row, row, 1))
+            done: list[Any] = []
+            eraser = threading.Thread(
+                target=lambda: done.append(store.erase_contact("acct-a", "c-ann", requested_by="operator"))
+            )
+            eraser.start()
+            eraser.join(1.0)
+            assert eraser.is_alive(), "the erasure must wait for the message's row lock"
+            sink.commit()
+        eraser.join(30)
+        assert done and (done[0].messages, done[0].attempts) == (1, 2)
+        assert in_postgres(postgres_url, ANN_MAIL) == []
+    finally:
+        store.close()
