@@ -82,8 +82,8 @@ class Settings:
         "Days the log store keeps a message after its last attempt; 0 keeps forever.", 30
     )
     log_body_retention_days: int = _doc(
-        "Days the log store keeps an attempt's request body and response excerpt (its status, latency"
-        " and error stay as long as the message); 0: as long as the message.",
+        "Days the log store keeps an attempt's request body, response headers and excerpt (its status,"
+        " latency and error stay as long as the message); 0: as long as the message.",
         0,
     )
     retention_contact_events_days: float = _doc("Days Kafka keeps records of the contact-events topic.", 7.0)
