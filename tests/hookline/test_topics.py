@@ -80,6 +80,39 @@ def test_body_retention_is_a_number_of_days() -> None:
         load_settings({"HOOKLINE_LOG_BODY_RETENTION_DAYS": "-1"})
 
 
+def topics(action: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookline.cli", "topics", action],
+        env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, timeout=scaled(120),
+    )  # fmt: skip
+
+
+def test_topics_retention_changes_existing_topics_to_the_settings(kafka_bootstrap: str) -> None:
+    prefix = f"r{uuid.uuid4().hex[:10]}."
+    base = {"HOOKLINE_KAFKA_BOOTSTRAP": kafka_bootstrap, "HOOKLINE_TOPIC_PREFIX": prefix,
+            "HOOKLINE_TOPIC_PARTITIONS": "1"}  # fmt: skip
+    settings = load_settings({}, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix)
+    try:
+        assert topics("create", base).returncode == 0
+        shorter = {**base, "HOOKLINE_RETENTION_RESULTS_DAYS": "1", "HOOKLINE_RETENTION_DLQ_DAYS": "2"}
+        assert "retention.ms" in describe_topic_config(settings, settings.topic(CONFIG))  # compacted, -1
+        done = topics("retention", shorter)
+        assert done.returncode == 0, done.stderr
+        assert f"changed  {settings.topic(RESULTS)} retention.ms={7 * DAY_MS} -> {DAY_MS}" in done.stdout
+        assert "2 changed, 0 failed" in done.stdout, done.stdout
+        assert settings.topic(CONFIG) not in done.stdout  # compacted topics are left alone
+
+        def kept(topic: str) -> int:
+            return int(describe_topic_config(settings, settings.topic(topic), scaled(30))["retention.ms"])
+
+        assert (kept(RESULTS), kept(DLQ), kept(SALE_EVENTS)) == (DAY_MS, 2 * DAY_MS, 7 * DAY_MS)
+        assert kept(CONFIG) == -1
+        again = topics("retention", shorter)
+        assert again.returncode == 0 and "0 changed, 0 failed" in again.stdout
+    finally:
+        drop_prefixed_topics(settings)
+
+
 def test_topics_create_applies_the_retention_settings(kafka_bootstrap: str) -> None:
     prefix = f"r{uuid.uuid4().hex[:10]}."
     env = {
