@@ -138,6 +138,24 @@ class ConfigView:
             self._synced_ms = max(self._synced_ms, started_ms)
             return True
 
+    def catch_up(self, timeout: float = 5.0) -> bool:
+        """Block until every config record written before this call is applied; False on timeout or
+        when the end offsets cannot be read. For threads (the router's replay jobs); asyncio code
+        uses :meth:`catch_up_async`."""
+        deadline = time.monotonic() + timeout
+        try:
+            ends = self._end_offsets()
+        except Exception:
+            self._admin = None  # as in catch_up_async: the next call asks with a new client
+            log.warning("config view: could not read the config topic's end offsets", exc_info=True)
+            return False
+        for partition, end in ends.items():
+            while self._positions.get(partition, 0) < end:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.005)
+        return True
+
     def _end_offsets(self) -> dict[int, int]:
         if self._admin is None:
             self._admin = AdminClient({**common_config(self._settings), "client.id": self._client_id})

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -51,6 +51,17 @@ log = logging.getLogger("hookline.router.replay")
 GROUP = "hookline-replays"
 #: Seconds before a job that failed (a write not acknowledged) starts again from its stored position.
 _RETRY_AFTER = 5.0
+
+
+class Webhooks(Protocol):
+    """What the runner needs of the router's config view (:class:`hookline.configview.ConfigView`)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def get(self, webhook_id: str) -> Webhook | None: ...
+
+    def catch_up(self, timeout: float = ...) -> bool: ...
 
 
 class _Stopped(Exception):
@@ -76,7 +87,7 @@ class ReplayRunner:
     def __init__(
         self,
         settings: Settings,
-        webhooks: Callable[[str], Webhook | None],
+        webhooks: Webhooks,
         *,
         rate: float = 500.0,
         concurrency: int = 2,
@@ -192,6 +203,8 @@ class ReplayRunner:
         owned.latest[webhook_id] = replay
 
     def _start_due(self) -> None:
+        if not self._webhooks.ready:  # a job must not take a webhook not loaded yet for a deleted one
+            return
         for partition, owned in list(self._owned.items()):
             if not owned.caught_up:
                 continue
@@ -326,19 +339,20 @@ class _Job:
             wanted = set(replay.events)
             started, produced_total = time.monotonic(), 0
             while pending:
-                hook = runner._webhooks(replay.webhook_id)
+                hook = self._webhook()
                 if hook is None or not hook.active:
-                    write(
-                        replay.finished(
-                            "canceled", self._now(), "webhook deleted" if hook is None else "webhook inactive"
+                    reason = "webhook deleted" if hook is None else "webhook inactive"
+                    ended = replay.finished("canceled", self._now(), reason)
+                    if hook is None:
+                        # Its replay goes with it: the compacted topic keeps only live webhooks' replays.
+                        producer.produce(
+                            settings.topic(REPLAYS), key=replay.key, value=None, on_delivery=delivered
                         )
-                    )
-                    log.info(
-                        "replay %s of webhook %s canceled: %s",
-                        replay.id,
-                        replay.webhook_id,
-                        self.replay.reason,
-                    )
+                        flush()
+                        self.replay = ended
+                    else:
+                        write(ended)
+                    log.info("replay %s of webhook %s canceled: %s", replay.id, replay.webhook_id, reason)
                     return
                 positions: dict[tuple[str, int], int] = {}
                 scanned = produced = 0
@@ -396,6 +410,18 @@ class _Job:
         finally:
             consumer.close()
             producer.flush(10)
+
+    def _webhook(self) -> Webhook | None:
+        """The webhook as the router's view holds it; before a missing or inactive one ends the replay,
+        the view catches up with the config topic (it may not have read the change that made it)."""
+        webhooks = self.runner._webhooks
+        hook = webhooks.get(self.webhook_id)
+        if hook is None or not hook.active:
+            while not webhooks.catch_up(5.0):
+                if self.stop.wait(1.0):
+                    raise _Stopped
+            hook = webhooks.get(self.webhook_id)
+        return hook
 
     def _tasks(self, msg: Any, hook: Webhook, wanted: set[str]) -> list[Any]:
         replay = self.replay

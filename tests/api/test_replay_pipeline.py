@@ -28,7 +28,7 @@ from standardwebhooks import Webhook as StandardWebhook
 from hookline.clients import admin_client
 from hookline.signing import message_id
 from hookline.timestamps import rfc3339
-from hookline.topics import CONTACT_EVENTS, DELIVERIES
+from hookline.topics import CONTACT_EVENTS, DELIVERIES, REPLAYS
 from hookline.webhooks import EVENT_TYPES
 from tests.api.conftest import KEY_A, KEY_B, RunningApi
 from tests.api.test_page import sign_in
@@ -334,3 +334,40 @@ def test_the_page_starts_a_replay_and_shows_its_progress(stack: Stack) -> None:
     final = wait_until(finished, 60, "the page to show the replay done")
     assert f"1000 of 1000 events read, {len(expected)} messages sent" in final
     assert Counter(received_ids(receiver, "/page", secret)) == Counter(expected)
+
+
+def test_a_replay_ends_when_its_webhook_is_switched_off_or_deleted(slow_stack: Stack) -> None:
+    stack = slow_stack
+    api, receiver = stack.api, stack.receiver
+    a = api.client(KEY_A)
+    since = rfc3339(int(time.time() * 1000) - HOUR_MS)
+    publish(stack)
+    hook, _secret = create(a, receiver.url("/off"), SUBSCRIBED)
+    first = a.post(f"/api/webhooks/{hook}/replay", json={"from": since}).json()
+    wait_until(lambda: receiver.got("/off"), 60, "the replay to start sending")
+    assert a.patch(f"/api/webhooks/{hook}", json={"active": False}).status_code == 200
+    off = wait_done(a, hook, first["id"], timeout=60)
+    assert (off["status"], off["reason"]) == ("canceled", "webhook inactive")
+    assert 0 < off["tasksProduced"] < 134, off
+    refused = a.post(f"/api/webhooks/{hook}/replay", json={"from": since})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "webhook_inactive")
+
+    assert a.patch(f"/api/webhooks/{hook}", json={"active": True}).status_code == 200
+    second = a.post(f"/api/webhooks/{hook}/replay", json={"from": since})
+    assert second.status_code == 202, second.text  # the canceled one no longer counts as running
+    sent = len(receiver.got("/off"))
+    wait_until(lambda: len(receiver.got("/off")) > sent, 60, "the second replay to start sending")
+    assert a.delete(f"/api/webhooks/{hook}").status_code == 204
+    # The router drops the replay of a deleted webhook from the compacted topic: its last record there
+    # is a tombstone.
+    replays = TopicReader(api.settings, REPLAYS)
+
+    def tombstoned() -> bool:
+        replays.poll()
+        mine = [m for m in replays.records if m.key() == hook.encode()]
+        return bool(mine) and mine[-1].value() is None
+
+    wait_until(tombstoned, 60, "the replay's tombstone")
+    stopped = len(receiver.got("/off"))
+    time.sleep(1.0)  # nothing more is produced for it (a period, not a deadline)
+    assert len(receiver.got("/off")) <= stopped + 1  # at most the one in flight
