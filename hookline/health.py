@@ -6,7 +6,8 @@ webhook in a Faust table and feeds it every result record with :func:`observe`; 
 
 - A *failed message* is an automatic task whose first attempt failed (or was deferred by the
   circuit breaker); its retries add *failed attempts*, not messages. A task its webhook's rate
-  limit put back (``deferred``, error class ``rate_limited``) is neither. A delivered attempt of any
+  limit put back (``deferred``, error class ``rate_limited``) is neither, nor is an ordered task
+  held behind an earlier message of its contact (``deferred``, ``ordering_held``). A delivered attempt of any
   trigger ends the streak. Skipped results (deleted, inactive, unsubscribed) change nothing.
 - Thresholds are 50, 70, 90 and 100 % of ``disable_after_failures``; a streak older than
   ``disable_after`` with at least :data:`MIN_FAILURES_FOR_AGE` failed messages counts as 100 %.
@@ -47,6 +48,9 @@ SUCCESS_REFRESH_MS = 60_000
 
 WebhookEventType = Literal["webhook.failing", "webhook.disabled", "webhook.recovered"]
 _FAILURES = frozenset({"failed", "dead_lettered", "deferred"})
+#: Error classes of ``deferred`` results that the webhook's own settings caused (its rate limit, its
+#: ordering per contact), not its endpoint.
+_HELD_BY_THE_WEBHOOK = frozenset({"rate_limited", "ordering_held"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,10 +246,10 @@ def observe(state: Streak, obs: Observation, policy: HealthPolicy, *, reenabled:
             Streak(last_success_at=max(obs.attempted_at, state.last_success_at or 0), offset=obs.offset),
             recovered=was_alerted,
         )
-    if obs.outcome not in _FAILURES or obs.error_class == "rate_limited":
-        # Skipped, or held back by the webhook's own rate limit: says nothing about the endpoint, and
-        # does not end the old streak either (a skip of the disabled days may be read after the owner
-        # switched it back on: resetting here would lose the recovery announcement).
+    if obs.outcome not in _FAILURES or obs.error_class in _HELD_BY_THE_WEBHOOK:
+        # Skipped, or held back by the webhook's own rate limit or ordering: says nothing about the
+        # endpoint, and does not end the old streak either (a skip of the disabled days may be read
+        # after the owner switched it back on: resetting here would lose the recovery announcement).
         return Step(None)
     first_message = obs.trigger == "automatic" and obs.attempt == 1
     nxt = replace(

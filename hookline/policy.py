@@ -61,8 +61,10 @@ ErrorClass: TypeAlias = Literal[
 ]
 #: Failures the delivery worker records itself, with no response to classify: ``secret``, the
 #: webhook's secret cannot be opened or used; ``invalid_task``, a task it cannot read;
-#: ``other``, anything unexpected.
-WorkerErrorClass: TypeAlias = Literal["secret", "invalid_task", "other", "rate_limited"]
+#: ``other``, anything unexpected. And two reasons a ``deferred`` task was held back without a
+#: request, neither a failure: ``rate_limited``, its webhook's rate limit; ``ordering_held``, an
+#: earlier message of its contact is not finished yet (ordered webhooks).
+WorkerErrorClass: TypeAlias = Literal["secret", "invalid_task", "other", "rate_limited", "ordering_held"]
 #: Every error class: the ``errorClass`` values a result record can carry, and the metric labels.
 ERROR_CLASSES: tuple[ErrorClass | WorkerErrorClass, ...] = (
     *get_args(ErrorClass),

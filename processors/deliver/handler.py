@@ -79,6 +79,8 @@ _SEND = Admit()
 DEFER_AFTER = 5.0
 #: The error class of a result whose task its webhook's rate limit put back (no request was made).
 RATE_LIMITED = "rate_limited"
+#: The error class of a result whose ordered task waits behind an earlier message of its contact.
+ORDERING_HELD = "ordering_held"
 #: Seconds a task may wait in memory for its webhook's rate limit; a later turn waits in a retry tier.
 RATE_WAIT_MAX = 30.0
 
@@ -290,7 +292,7 @@ class TaskHandler:
                     task=task,
                     contact=contact,
                     attempt=lambda: self._attempt(rec, task, hook),
-                    park=lambda reason: self._park(task, reason),
+                    park=lambda reason: self._park(task, hook, reason),
                     check=lambda: self._still_mine(rec, task),
                 )
                 return
@@ -467,15 +469,30 @@ class TaskHandler:
         if rec.revoked or self.stopping:
             raise Abandoned(task.message_id)
 
-    async def _park(self, task: DeliveryTask, reason: str | None) -> None:
+    async def _park(self, task: DeliveryTask, webhook: Webhook, reason: str | None) -> None:
         """Put an ordered task that is not its lane's turn back, unattempted and with the same
-        attempt, into the first tier; it comes back then and checks its lane again. No result record:
-        it is neither an attempt nor a failure (the health processor would count a ``deferred`` one)."""
+        attempt, into the first tier; it comes back then and checks its lane again.
+
+        The first time (``reason`` given) with a ``deferred`` result (``ordering_held``, the message
+        it waits for), so the log shows why it is held; the health processor ignores it, as it does
+        ``rate_limited``. Going back again (``reason`` None) writes nothing more.
+        """
         wait = self._tiers[0]
         due = int(self._clock() * 1000) + int(wait * 1000)
-        await self._sink.send(self._topics.retry[wait], task.key, task.later(due).encode())
-        if reason is not None:
-            log.info("deferred message=%s webhook=%s: %s", task.message_id, task.webhook_id, reason)
+        later = (self._topics.retry[wait], task.key, task.later(due).encode())
+        if reason is None:
+            await self._sink.send(*later)
+            return
+        await self._held_back(
+            task,
+            webhook,
+            reason,
+            [later],
+            outcome="deferred",
+            final=False,
+            next_retry_at=due,
+            error_class=ORDERING_HELD,
+        )
 
     def _should_defer(self, webhook_id: str) -> bool:
         """True when the webhook holds its whole backlog, or its queue would take longer to drain

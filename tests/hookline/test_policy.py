@@ -129,7 +129,13 @@ def test_error_classes_are_the_documented_labels() -> None:
     }
     # classify reaches every class but the worker's own refusals, and nothing else.
     assert produced - {None} == set(ERROR_CLASSES) - set(get_args(WorkerErrorClass))
-    assert set(get_args(WorkerErrorClass)) == {"secret", "invalid_task", "other", "rate_limited"}
+    assert set(get_args(WorkerErrorClass)) == {
+        "secret",
+        "invalid_task",
+        "other",
+        "rate_limited",
+        "ordering_held",
+    }
     assert len(set(ERROR_CLASSES)) == len(ERROR_CLASSES)
 
 
