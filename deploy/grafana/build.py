@@ -442,6 +442,25 @@ def delivery() -> list[Panel | Row]:
             width=12,
         ),
         Panel(
+            "Ordered tasks held",
+            'Tasks of webhooks with ordering "contact" held behind an earlier message of their contact: '
+            "waiting in a worker's memory while it is in flight (memory), parked in the first retry tier "
+            "while it waits for a retry (parked; a deferred result, ordering_held, never a failure), or a "
+            "copy of a message already finished, dropped (stale).",
+            [Target(rate("hookline_delivery_lane_held_total", "where"), "{{where}}")],
+            unit="ops",
+            width=12,
+        ),
+        Panel(
+            "Blocked lanes",
+            "Contacts of ordered webhooks whose next message waits for an earlier one not finished yet "
+            "(being retried). Every worker reads the whole lane topic, so each reports every lane: the "
+            "highest is the count. A number that stays up while the receiver answers 2xx needs a look "
+            "(docs/architecture.md §6, Ordered delivery).",
+            [Target("max(hookline_delivery_lanes_blocked)", "blocked lanes")],
+            width=12,
+        ),
+        Panel(
             "Skipped tasks",
             "Tasks for webhooks deleted, deactivated or unsubscribed after the event was routed.",
             [Target(rate('hookline_deliveries_total{outcome="skipped"}'), "skipped")],
