@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +58,19 @@ class Stack:
     router: Role
     router_port: int
     receiver: Receiver
+    more_routers: list[tuple[Role, int]] = field(default_factory=list)
 
     def wait_routed(self, count: int) -> None:
         """Until the router has read ``count`` events that no webhook wanted: the webhooks made after
         that can only get them from a replay."""
 
         def unmatched() -> bool:
-            status, text = self.router.get(self.router_port, "/metrics")
-            lines = text.decode().splitlines() if status == 200 else []
-            total = sum(
-                float(ln.split()[-1])
-                for ln in lines
-                if ln.startswith("hookline_router_events_unmatched_total{")
-            )
+            total = 0.0
+            for role, port in [(self.router, self.router_port), *self.more_routers]:
+                status, text = role.get(port, "/metrics")
+                lines = text.decode().splitlines() if status == 200 else []
+                prefix = "hookline_router_events_unmatched_total{"
+                total += sum(float(ln.split()[-1]) for ln in lines if ln.startswith(prefix))
             return total >= count
 
         wait_until(unmatched, 60, f"the router to read {count} events", interval=0.2)
@@ -371,3 +371,66 @@ def test_a_replay_ends_when_its_webhook_is_switched_off_or_deleted(slow_stack: S
     stopped = len(receiver.got("/off"))
     time.sleep(1.0)  # nothing more is produced for it (a period, not a deadline)
     assert len(receiver.got("/off")) <= stopped + 1  # at most the one in flight
+
+
+def test_two_routers_share_replays_and_the_survivor_finishes_a_killed_ones(
+    slow_stack: Stack, tmp_path: Path
+) -> None:
+    """Each replay is run by one router (the group on webhook-replays): with two routers no message
+    is sent twice; SIGKILL one and the other takes its replays over and finishes them."""
+    stack = slow_stack
+    api, receiver = stack.api, stack.receiver
+    a = api.client(KEY_A)
+    port = free_port()
+    second = Role(
+        ["router", "--replay-rate", "10"],
+        {**stack.router.env, "HOOKLINE_ROUTER_METRICS_PORT": str(port)},
+        tmp_path / "router2.log",
+    )
+    second.start()
+    try:
+        second.wait_ready(port, timeout=90)
+        stack.more_routers.append((second, port))
+        since = rfc3339(int(time.time() * 1000) - HOUR_MS)
+        records = publish(stack)
+        hooks = [create(a, receiver.url(f"/r{i}"), SUBSCRIBED) for i in range(4)]
+        replays = {}
+        for hook, _secret in hooks:
+            r = a.post(f"/api/webhooks/{hook}/replay", json={"from": since})
+            assert r.status_code == 202, r.text
+            replays[hook] = r.json()["id"]
+
+        def progress(hook: str) -> dict[str, Any]:
+            return dict(a.get(f"/api/webhooks/{hook}/replays/{replays[hook]}").json())
+
+        wait_until(
+            lambda: sum(progress(h)["tasksProduced"] for h, _ in hooks) >= 200, 90, "the replays under way"
+        )
+        before = {
+            f"/r{i}": Counter(g.headers["webhook-id"] for g in receiver.got(f"/r{i}")) for i in range(4)
+        }
+        assert all(n == 1 for c in before.values() for n in c.values()), "two routers sent one message"
+        stack.router.kill()
+        for hook, _secret in hooks:
+            assert wait_done(a, hook, replays[hook], timeout=180)["status"] == "done"
+        for i, (hook, secret) in enumerate(hooks):
+            expected = {
+                message_id(r["eventId"], hook)
+                for r in records
+                if r["accountId"] == "acct-a" and r["type"] in SUBSCRIBED
+            }
+            wait_until(
+                lambda: set(received_ids(receiver, f"/r{i}", secret)) >= expected,  # noqa: B023
+                120,
+                f"every message of replay {i}",
+            )
+        time.sleep(1.0)  # late duplicates (a period, not a deadline)
+        counts = {
+            f"/r{i}": Counter(received_ids(receiver, f"/r{i}", hook[1])) for i, hook in enumerate(hooks)
+        }
+        twice = {path: sorted(m for m, n in c.items() if n > 1) for path, c in counts.items()}
+        print(f"two routers, one SIGKILLed: received twice per webhook {twice}")
+        assert all(max(c.values()) <= 2 for c in counts.values()), counts
+        assert all(len(c) == 134 for c in counts.values())
+    finally:
+        second.stop()
