@@ -227,6 +227,7 @@ def test_openapi_and_probes(api: RunningApi) -> None:
     doc = spec.json()
     assert set(doc["paths"]) == {
         "/api/webhooks",
+        "/api/contacts/{contact_id}/erase",
         "/api/webhooks/{webhook_id}",
         "/api/webhooks/{webhook_id}/deliveries",
         "/api/webhooks/{webhook_id}/deliveries/{message_id}",
