@@ -55,6 +55,11 @@ class PostgresStore(SqlStore):
             max_size=max_size,
             kwargs={"autocommit": False, "connect_timeout": max(1, int(timeout))},
             check=ConnectionPool.check_connection,  # a restarted server leaves dead connections behind
+            # The pool retries a lost connection after 1, 2, 4, 8, 16 ... s until reconnect_timeout
+            # (5 min by default): a server back after a 30 s outage was reached 27 s later, and one back
+            # after minutes would be reached minutes later. Give an attempt up after ``timeout``: the
+            # next request starts a new one at once (docs/architecture.md §6, log sink).
+            reconnect_timeout=timeout,
             open=False,
             name="hookline-logstore",
         )

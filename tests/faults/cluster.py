@@ -50,8 +50,17 @@ def free_port_block(count: int, attempts: int = 500) -> int:
 
 def cluster_settings(home: Path, **changes: object) -> Settings:
     """Settings for a 3-node cluster under ``home``: node i on base + 2(i-1), its controller one above."""
-    base = free_port_block(2 * BROKERS)
-    bootstrap = ",".join(f"127.0.0.1:{base + 2 * i}" for i in range(BROKERS))
+    return _local_settings(home, BROKERS, **changes)
+
+
+def single_broker_settings(home: Path, **changes: object) -> Settings:
+    """Settings for the single local broker (``hookline kafka start``) under ``home``, on free ports."""
+    return _local_settings(home, 1, **changes)
+
+
+def _local_settings(home: Path, brokers: int, **changes: object) -> Settings:
+    base = free_port_block(2 * brokers)
+    bootstrap = ",".join(f"127.0.0.1:{base + 2 * i}" for i in range(brokers))
     return load_settings(
         {},
         home=home,
@@ -65,7 +74,8 @@ def cluster_settings(home: Path, **changes: object) -> Settings:
 
 
 def cluster_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes ``hookline kafka ... --brokers 3`` use ``settings``' cluster."""
+    """The environment that makes ``hookline kafka ...`` (``--brokers 3`` for the cluster) use ``settings``'
+    broker or cluster."""
     return {
         "HOOKLINE_HOME": str(settings.home),
         "HOOKLINE_KAFKA_LIBS": str(settings.kafka_libs_dir),

@@ -7,20 +7,24 @@ import signal
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from confluent_kafka import Producer
 
 from hookline.clients import producer_config
 from hookline.records import DeliveryResult
-from hookline.sealing import Sealer
+from hookline.sealing import Sealer, generate_key
 from hookline.settings import Secret, Settings
 from hookline.topics import CONFIG, RESULTS
 from hookline.webhooks import EVENT_TYPES, Subscription, Webhook
 from schemas.codec import encode
 from tests.faults.cluster import free_port_block
+from tests.faults.load import ACCOUNTS, HOOKS_PER_ACCOUNT, Answers
 from tests.processors.deliver.receivers import Receiver
 from tests.support import Role, TopicReader, role_env, wait_until
 
@@ -97,8 +101,11 @@ class Roles:
         wait_until(lambda: proc.poll() is not None, 30, f"the killed {name} gone")
 
     def stop(self, *names: str) -> dict[str, int | None]:
-        """SIGTERM the roles named (all when none is); their exit codes."""
-        return {name: self.roles[name][0].stop() for name in names or tuple(self.roles)}
+        """SIGTERM the roles named (all when none is) at once; their exit codes."""
+        chosen = names or tuple(self.roles)
+        for name in chosen:
+            self.roles[name][0].kill(signal.SIGTERM)
+        return {name: self.roles[name][0].stop() for name in chosen}
 
     def pid(self, name: str) -> int | None:
         proc = self.roles[name][0].proc
@@ -141,9 +148,12 @@ class Results:
         self.reader = TopicReader(settings, RESULTS)
         self.decoded: list[tuple[Any, DeliveryResult]] = []
 
-    def poll(self) -> list[tuple[Any, DeliveryResult]]:
-        while new := self.reader.poll(0.5):
+    def poll(self, seconds: float = 5.0) -> list[tuple[Any, DeliveryResult]]:
+        """Read what arrived; at most ``seconds`` while records keep coming (under load they never stop)."""
+        until = time.monotonic() + seconds
+        while (new := self.reader.poll(0.5)) and time.monotonic() < until:
             self.decoded.extend((m, DeliveryResult.decode(m.value())) for m in new)
+        self.decoded.extend((m, DeliveryResult.decode(m.value())) for m in new)
         return self.decoded
 
     def attempts(self) -> set[tuple[str, str]]:
@@ -152,3 +162,57 @@ class Results:
 
     def close(self) -> None:
         self.reader.close()
+
+
+@dataclass
+class Pipeline:
+    """Webhooks on the config topic, the receiver that keeps the delivery ledger, the roles."""
+
+    settings: Settings
+    receiver: Receiver
+    answers: Answers
+    roles: Roles
+    results: Results
+    hooks: dict[str, list[str]]  # account -> its webhook ids (the extra ones left out)
+
+
+@contextmanager
+def running_pipeline(
+    settings: Settings,
+    log_dir: Path,
+    roles: Iterable[str],
+    *,
+    fail_share: float,
+    extra: Iterable[tuple[str, str, str]] = (),
+    **env: str,
+) -> Iterator[Pipeline]:
+    """ACCOUNTS x HOOKS_PER_ACCOUNT webhooks answered by one :class:`Answers` (500 to the first request
+    of ``fail_share`` of the messages), the ``extra`` webhooks (account, id, receiver path: the caller
+    sets their behaviour), and the ``roles`` started with ``env`` (retry jitter off, loopback allowed)
+    and ready; everything stopped at the end."""
+    answers = Answers(fail_share)
+    receiver = Receiver().start()
+    secret_key = generate_key()
+    hooks = webhooks(receiver, secret_key, ACCOUNTS, HOOKS_PER_ACCOUNT)
+    for hook in hooks:
+        receiver.set(urlsplit(hook.url).path, answers)
+    sealer = Sealer.from_secret(Secret(secret_key))
+    put_webhooks(settings, [webhook(receiver, sealer, a, wid, path) for a, wid, path in extra])
+    by_account = put_webhooks(settings, hooks)
+    running = Roles(
+        settings,
+        log_dir,
+        roles,
+        HOOKLINE_SECRET_KEY=secret_key,
+        HOOKLINE_ALLOW_NETWORKS="127.0.0.0/8",
+        HOOKLINE_RETRY_JITTER="0",
+        **env,
+    )
+    results = Results(settings)
+    try:
+        running.start()
+        yield Pipeline(settings, receiver, answers, running, results, by_account)
+    finally:
+        running.stop()
+        receiver.stop()
+        results.close()
