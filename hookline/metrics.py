@@ -36,6 +36,7 @@ RATE_LIMITED_WHERE = ("memory", "deferred")
 #: Where a task of an ordered webhook was held behind its contact's lane head (or dropped, stale).
 LANE_HELD_WHERE = ("memory", "parked", "stale")
 BREAKER_TRANSITIONS = ("opened", "closed")
+REPLAY_OUTCOMES = ("done", "canceled", "failed", "stopped")
 WEBHOOK_EVENT_TYPES = ("webhook.failing", "webhook.disabled", "webhook.recovered")
 #: Every error class, plus "none" for an attempt without one (delivered or skipped).
 ERROR_CLASSES = ("none", *_POLICY_ERROR_CLASSES)
@@ -117,6 +118,30 @@ class RouterMetrics:
             registry=r,
         )
         self.consumer_lag = consumer_lag_gauge(r)
+        self.replay_events_scanned = Counter(
+            f"{NS}_router_replay_events_scanned_total",
+            "Event records a replay read again (of every account; docs/architecture.md §7).",
+            registry=r,
+        )
+        self.replay_tasks = Counter(
+            f"{NS}_router_replay_tasks_total",
+            "Delivery tasks replays produced and the broker acknowledged.",
+            registry=r,
+        )
+        self.replays_ended = Counter(
+            f"{NS}_router_replays_ended_total",
+            "Replay runs that ended here: done, canceled (webhook off or deleted), failed (resumed later),"
+            " stopped (partition revoked or shutdown).",
+            ["outcome"],
+            registry=r,
+        )
+        self.replays_running = Gauge(
+            f"{NS}_router_replays_running",
+            "Replays running in this router instance (at most its concurrency).",
+            registry=r,
+        )
+        for outcome in REPLAY_OUTCOMES:
+            self.replays_ended.labels(outcome)
 
 
 @dataclass

@@ -43,7 +43,7 @@ class Router:
         )
         self.dead_letters = DeadLetters("router", settings.topic(DLQ), self.metrics.dead_lettered, log)
         # Replays of a webhook's events (issue 13): threads beside the Faust app, started by the command.
-        self.replays = ReplayRunner(settings, self.view, rate=replay_rate)
+        self.replays = ReplayRunner(settings, self.view, rate=replay_rate, metrics=self.metrics)
         self.app = self._build_app()
         self.assigned = False
 

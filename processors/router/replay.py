@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from hookline.clients import new_consumer, new_producer
+from hookline.metrics import RouterMetrics
 from hookline.replays import Replay
 from hookline.settings import Settings
 from hookline.topics import DELIVERIES, REPLAYS
@@ -93,8 +94,10 @@ class ReplayRunner:
         concurrency: int = 2,
         checkpoint_tasks: int = 200,
         clock: Callable[[], float] = time.time,
+        metrics: RouterMetrics | None = None,
     ) -> None:
         self._settings = settings
+        self.metrics = metrics
         self._webhooks = webhooks
         self.rate = rate
         self._slots = threading.Semaphore(concurrency)
@@ -264,14 +267,19 @@ class _Job:
             self._thread.join()
 
     def _run(self) -> None:
-        runner = self.runner
+        runner, metrics = self.runner, self.runner.metrics
+        outcome = "stopped"
         try:
             while not self.stop.is_set():
                 if runner._slots.acquire(timeout=0.2):
+                    if metrics is not None:
+                        metrics.replays_running.inc()
                     try:
-                        self._replay()
+                        outcome = self._replay()
                     finally:
                         runner._slots.release()
+                        if metrics is not None:
+                            metrics.replays_running.dec()
                     return
         except _Stopped:
             log.info(
@@ -281,6 +289,7 @@ class _Job:
                 self.replay.events_scanned,
             )
         except Exception:
+            outcome = "failed"
             # A write the broker did not acknowledge, or a broken client: end this attempt; the
             # replay is still `running` on the topic, so it starts again from the stored position
             # when this partition is next assigned (or this runner restarts).
@@ -290,11 +299,14 @@ class _Job:
                 self.webhook_id,
             )
         finally:
+            if metrics is not None:
+                metrics.replays_ended.labels(outcome).inc()
             self.ended_at = time.monotonic()
             self.ended = True
 
-    def _replay(self) -> None:
-        runner, settings = self.runner, self.runner._settings
+    def _replay(self) -> str:
+        """Run the replay to its end: ``done`` or ``canceled`` (raises :class:`_Stopped` when stopped)."""
+        runner, settings, metrics = self.runner, self.runner._settings, self.runner.metrics
         producer = new_producer(settings, **{"client.id": "hookline-router-replay", "linger.ms": 20})
         consumer = new_consumer(
             settings,
@@ -353,7 +365,7 @@ class _Job:
                     else:
                         write(ended)
                     log.info("replay %s of webhook %s canceled: %s", replay.id, replay.webhook_id, reason)
-                    return
+                    return "canceled"
                 positions: dict[tuple[str, int], int] = {}
                 scanned = produced = 0
                 batch_started = time.monotonic()
@@ -395,6 +407,9 @@ class _Job:
                     producer.poll(0)
                 # Every task of the batch is acknowledged before the position behind it is stored.
                 flush()
+                if metrics is not None:
+                    metrics.replay_events_scanned.inc(scanned)
+                    metrics.replay_tasks.inc(produced)
                 write(replay.advanced(positions, scanned, produced, self._now()))
                 replay = self.replay
                 if self.stop.is_set():
@@ -407,6 +422,7 @@ class _Job:
                 self.replay.events_scanned,
                 self.replay.tasks_produced,
             )
+            return "done"
         finally:
             consumer.close()
             producer.flush(10)

@@ -75,6 +75,14 @@ class Stack:
 
         wait_until(unmatched, 60, f"the router to read {count} events", interval=0.2)
 
+    def router_metrics(self, *names: str) -> dict[str, float]:
+        """The values of the first router's series ``names`` (a name with its labels, as exposed)."""
+        status, text = self.router.get(self.router_port, "/metrics")
+        values = dict(
+            ln.rsplit(" ", 1) for ln in text.decode().splitlines() if status == 200 and ln[:1] != "#"
+        )
+        return {n: float(values[n]) for n in names if n in values}
+
     def restart_router(self) -> None:
         self.router.start()
         self.router.wait_ready(self.router_port, timeout=90)
@@ -208,6 +216,14 @@ def test_a_replay_sends_a_late_webhook_its_accounts_events_once_with_the_routing
 
     done = wait_done(a, hook, first["id"])
     assert (done["status"], done["eventsScanned"], done["tasksProduced"]) == ("done", EVENTS, len(expected))
+    # The router's metrics count the same (each series is read once the job has ended).
+    want = {
+        "hookline_router_replay_events_scanned_total": float(EVENTS),
+        "hookline_router_replay_tasks_total": float(len(expected)),
+        'hookline_router_replays_ended_total{outcome="done"}': 1.0,
+        "hookline_router_replays_running": 0.0,
+    }
+    wait_until(lambda: stack.router_metrics(*want) == want, 30, f"router metrics {want}", interval=0.2)
     wait_until(lambda: len(receiver.got("/a")) >= len(expected), 120, f"{len(expected)} replayed deliveries")
     took = time.monotonic() - started
     time.sleep(1.0)  # nothing more may come (a period, not a deadline)
