@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import subprocess
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -26,7 +27,7 @@ from schemas.codec import encode
 from tests.faults.cluster import free_port_block
 from tests.faults.load import ACCOUNTS, HOOKS_PER_ACCOUNT, Answers
 from tests.processors.deliver.receivers import Receiver
-from tests.support import Role, TopicReader, role_env, wait_until
+from tests.support import Role, TopicReader, role_env, scaled, wait_until
 
 #: Each role and the variable that sets its /metrics, /healthz, /readyz port.
 METRICS_PORT_VARS = {
@@ -105,7 +106,17 @@ class Roles:
         chosen = names or tuple(self.roles)
         for name in chosen:
             self.roles[name][0].kill(signal.SIGTERM)
-        return {name: self.roles[name][0].stop() for name in chosen}
+        codes: dict[str, int | None] = {}
+        for name in chosen:
+            role = self.roles[name][0]
+            if role.proc is not None:
+                try:  # one SIGTERM only: a second one may cut a role's shutdown short
+                    role.proc.wait(scaled(60))
+                except subprocess.TimeoutExpired:
+                    role.kill(signal.SIGKILL)
+                    role.proc.wait()
+            codes[name] = role.proc.returncode if role.proc is not None else None
+        return codes
 
     def pid(self, name: str) -> int | None:
         proc = self.roles[name][0].proc
