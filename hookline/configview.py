@@ -117,9 +117,8 @@ class ConfigView:
             if written_before_ms <= self._synced_ms:
                 return True
             started_ms = time.time() * 1000
-            loop = asyncio.get_running_loop()
             try:
-                ends = await loop.run_in_executor(None, self._end_offsets)
+                ends = await self._end_offsets_async()
             except Exception as first:
                 # A client that asked a broker which has since lost the partition's leadership keeps
                 # getting FENCED_LEADER_EPOCH / NOT_LEADER for a while (after a broker restart: up to
@@ -127,7 +126,7 @@ class ConfigView:
                 self._admin = None
                 log.info("config view: end offsets failed (%s); asking again with a new client", first)
                 try:
-                    ends = await loop.run_in_executor(None, self._end_offsets)
+                    ends = await self._end_offsets_async()
                 except Exception:
                     self._admin = None
                     log.warning("config view: could not read the config topic's end offsets", exc_info=True)
@@ -157,12 +156,23 @@ class ConfigView:
         return True
 
     def _end_offsets(self) -> dict[int, int]:
+        return {p: int(f.result().offset) for p, f in self._ask_end_offsets().items()}
+
+    async def _end_offsets_async(self) -> dict[int, int]:
+        # Awaited on the loop: the admin client's own thread completes the futures, so no executor
+        # thread is woken for each event the router routes (docs/architecture.md §6).
+        futures = self._ask_end_offsets()
+        got = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures.values()))
+        return {p: int(r.offset) for p, r in zip(futures, got, strict=True)}
+
+    def _ask_end_offsets(self) -> dict[int, Any]:
+        """Ask the broker for the config partitions' end offsets; one future per partition."""
         if self._admin is None:
             self._admin = AdminClient({**common_config(self._settings), "client.id": self._client_id})
         parts = sorted(self._targets or {})
         specs = {TopicPartition(self._topic, p): OffsetSpec.latest() for p in parts}  # type: ignore[no-untyped-call]
         futures = self._admin.list_offsets(specs, request_timeout=5)
-        return {tp.partition: int(f.result().offset) for tp, f in futures.items()}
+        return {tp.partition: f for tp, f in futures.items()}
 
     # -- lookups --------------------------------------------------------------------------------
     def get(self, webhook_id: str) -> Webhook | None:

@@ -20,6 +20,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from processors.health.app import HealthApp
 
     setup_logging(settings, role="health")
+    import mode.loop
+
+    mode.loop.use("uvloop")  # as the router (processors/router/_cmd.py)
     # Faust narrates every service start and stop at INFO; keep its warnings and errors.
     for name in ("faust", "mode"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -356,13 +356,13 @@ def test_a_failed_catch_up_asks_again_with_a_new_client(monkeypatch: pytest.Monk
     view._admin = stale  # type: ignore[assignment]
     clients: list[object] = []
 
-    def end_offsets() -> dict[int, int]:
+    def end_offsets() -> dict[int, object]:
         clients.append(view._admin)
         if view._admin is stale:
             raise RuntimeError("KafkaError{code=FENCED_LEADER_EPOCH}")
         return {}  # an empty config topic: nothing to wait for
 
-    monkeypatch.setattr(view, "_end_offsets", end_offsets)
+    monkeypatch.setattr(view, "_ask_end_offsets", end_offsets)
     assert asyncio.run(view.catch_up_async(1.0)) is True
     assert clients == [stale, None]  # the second call builds a fresh client
 
@@ -371,11 +371,11 @@ def test_a_catch_up_that_fails_twice_says_so_and_keeps_no_client(monkeypatch: py
     view = ConfigView(load_settings({}, kafka_bootstrap="127.0.0.1:1"))
     calls = []
 
-    def end_offsets() -> dict[int, int]:
+    def end_offsets() -> dict[int, object]:
         calls.append(1)
         view._admin = object()  # type: ignore[assignment]
         raise RuntimeError("broker down")
 
-    monkeypatch.setattr(view, "_end_offsets", end_offsets)
+    monkeypatch.setattr(view, "_ask_end_offsets", end_offsets)
     assert asyncio.run(view.catch_up_async(1.0)) is False
     assert len(calls) == 2 and view._admin is None
