@@ -7,6 +7,8 @@ once routed) to the prefixed contact-events topic, keyed by account, accounts ta
 :mod:`benchmarks.traffic`) whether or not the generator manages to publish it on time. Falling behind
 does not stretch the schedule (open loop); it shows up as publish lag, which is reported.
 ``--rate 0`` publishes as fast as possible (a backlog), t0 being the time of each publish.
+``--contacts N`` makes each account's events go to N contacts in turn
+(:func:`benchmarks.traffic.contact_ids`); by default every event is about a contact of its own.
 
 The producer has the pipeline's own settings (:func:`hookline.clients.producer_config`:
 idempotent, acks=all). The output JSON lists which sequence numbers the broker acknowledged:
@@ -25,7 +27,7 @@ from typing import Any
 import orjson
 
 from benchmarks.processes import cpu_seconds
-from benchmarks.traffic import event_record
+from benchmarks.traffic import contact_ids, event_record
 
 __all__ = ["main"]
 
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=0.0)
     p.add_argument("--count", type=int, default=0, help="events to publish (default rate * duration)")
     p.add_argument("--accounts-file", required=True, help="JSON list of account ids, used in turn")
+    p.add_argument("--contacts", type=int, default=0, help="contacts per account, in turn (0: one per event)")
     p.add_argument("--start", type=float, default=0.0, help="epoch seconds of the first t0 (default: now)")
     p.add_argument("--out", required=True)
     p.add_argument("--max-seconds", type=float, default=600.0, help="hard bound on the whole run")
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings({}, kafka_bootstrap=args.bootstrap, topic_prefix=args.prefix)
     accounts: list[str] = orjson.loads(Path(args.accounts_file).read_bytes())
     keys = [a.encode() for a in accounts]
+    contact_of = contact_ids(accounts, args.contacts) if args.contacts > 0 else None
     topic = settings.topic(CONTACT_EVENTS)
     count = args.count or round(args.rate * args.duration)
     if count <= 0:
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         if not interval:
             t0 = now
         lags.append(max(0.0, now - t0))
-        value = encode("Event", event_record(accounts[seq % len(accounts)], args.run, seq, t0))
+        contact = contact_of(seq) if contact_of is not None else None
+        value = encode("Event", event_record(accounts[seq % len(accounts)], args.run, seq, t0, contact))
         while True:
             try:
                 producer.produce(topic, key=keys[seq % len(keys)], value=value, on_delivery=report(seq))

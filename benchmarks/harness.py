@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.ledger import percentile, read_arrivals, settle, throughput_series
+from benchmarks.ledger import Arrival, percentile, read_arrivals, settle, throughput_series
 from benchmarks.pipeline import Pipeline, metric
 from benchmarks.processes import REPO, Child, CpuSample, http_get, rss_bytes, wait_for
 from benchmarks.profiles import PySpy, py_spy, summarize
@@ -162,8 +162,13 @@ class Bench:
             self._start_sink()
             if self.only != "curve":
                 self._baselines()
-            self._main_pipeline()
-            if self.only not in ("cpu", "curve"):
+            if self.only == "ordering":
+                from benchmarks.ordering import ordering_runs
+
+                ordering_runs(self)
+            else:
+                self._main_pipeline()
+            if self.only not in ("cpu", "curve", "ordering"):
                 self._router_alone()
                 self._webhook_counts()
             self.sink_stats = self.sink_ctl("stats")
@@ -281,7 +286,9 @@ class Bench:
             "sink": self.sink.pid if self.sink is not None else None,
         }
 
-    def new_pipeline(self, name: str, groups: dict[str, list[str]]) -> Pipeline:
+    def new_pipeline(
+        self, name: str, groups: dict[str, list[str]], ordered: frozenset[str] = frozenset()
+    ) -> Pipeline:
         pipe = Pipeline(
             name=name,
             prefix=f"bench-{self.tag}-{name}.",
@@ -293,6 +300,7 @@ class Bench:
             secret_key=self.secret_key,
             groups=groups,
             log_level=self.log_level,
+            ordered=ordered,
         )
         self.pipelines.append(pipe)
         say(f"{name}: creating topics and {pipe.webhook_count} webhooks")
@@ -384,8 +392,13 @@ class Bench:
         overload: bool = False,
         keep_series: bool = True,
         during: Callable[[], None] | None = None,
+        generator_args: tuple[str, ...] = (),
+        inspect: Callable[[list[Arrival], list[Arrival]], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Publish events of ``accounts`` open-loop (``rate`` events/s; 0 = backlog) and account for them."""
+        """Publish events of ``accounts`` open-loop (``rate`` events/s; 0 = backlog) and account for them.
+
+        ``inspect(arrivals, first arrivals)`` adds its figures to the result.
+        """
         run = f"{name}-{uuid.uuid4().hex[:4]}"
         fanout = sum(len(pipe.groups[a]) for a in accounts) / len(accounts)
         accounts_file = self.logs / f"{run}-accounts.json"
@@ -414,6 +427,7 @@ class Bench:
                 str(gen_out),
                 "--max-seconds",
                 str(max(60.0, 3 * (duration or 10) + 30)),
+                *generator_args,
             ],
             log_path=self.logs / "generator.log",
         ).start()
@@ -496,6 +510,8 @@ class Bench:
         if overload:
             achieved = g["achieved_rate"] or rate
             result["saturated"] = throughput < 0.93 * achieved * fanout
+        if inspect is not None:
+            result.update(inspect(arrivals, firsts))
         self.runs[name] = result
         if keep_series:
             end = max([a.t3 for a in firsts] + [window_end])
@@ -521,15 +537,24 @@ class Bench:
         if self.plan.warmup_events:
             self.run_load(pipe, name, accounts, rate=200, count=self.plan.warmup_events, keep_series=False)
 
-    def measure_max(self, pipe: Pipeline, name: str, accounts: list[str], guess: float) -> dict[str, Any]:
-        """Offer more than the pipeline can take (x1.3 the guess, doubling until saturated)."""
+    def measure_max(
+        self, pipe: Pipeline, name: str, accounts: list[str], guess: float, **load: Any
+    ) -> dict[str, Any]:
+        """Offer more than the pipeline can take (x1.3 the guess, doubling until saturated); ``load``
+        goes to :meth:`run_load`."""
         fanout = sum(len(pipe.groups[a]) for a in accounts) / len(accounts)
         offered = max(50.0, guess * 1.3)
         result: dict[str, Any] = {}
         for attempt in range(1 + self.plan.retries):
             label = name if attempt == 0 else f"{name}-retry{attempt}"
             result = self.run_load(
-                pipe, label, accounts, rate=offered / fanout, duration=self.plan.load_seconds, overload=True
+                pipe,
+                label,
+                accounts,
+                rate=offered / fanout,
+                duration=self.plan.load_seconds,
+                overload=True,
+                **load,
             )
             if result["saturated"]:
                 break

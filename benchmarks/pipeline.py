@@ -54,6 +54,7 @@ class Pipeline:
         secret_key: str,
         groups: dict[str, list[str]],
         log_level: str = "INFO",
+        ordered: frozenset[str] = frozenset(),
     ) -> None:
         from hookline.settings import load_settings
 
@@ -66,6 +67,7 @@ class Pipeline:
         self.seed = seed
         self.secret_key = secret_key
         self.groups = groups
+        self.ordered = ordered  # webhooks with ``ordering: "contact"`` (docs/architecture.md §6)
         self.accounts = list(groups)
         self.log_level = log_level
         self.settings = load_settings(
@@ -129,6 +131,7 @@ class Pipeline:
                     created_at=now,
                     updated_at=now,
                     version=1,
+                    ordering="contact" if wid in self.ordered else "none",
                 )
                 while True:
                     try:

@@ -88,6 +88,21 @@ _FIGURES: tuple[tuple[str, str, str], ...] = (
     ("relay_events_per_s", "plain consume → produce loop (events/s)", ""),
     ("router_ratio_vs_relay", "router ÷ plain loop", "x"),
     ("router_ratio_vs_e2e", "router ÷ pipeline max", "x"),
+    ("ordering_unordered_alone_per_s", "unordered webhooks saturated alone (deliveries/s)", ""),
+    ("ordering_unordered_beside_ordered_per_s", "the same beside an ordered webhook (deliveries/s)", ""),
+    ("ordering_unordered_ratio", "unordered beside ordered ÷ alone", "x"),
+    ("ordering_ordered_per_s", "the ordered webhook meanwhile (deliveries/s)", ""),
+    ("ordering_total_ratio", "unordered + ordered ÷ unordered alone", "x"),
+    ("ordering_unordered_beside_unordered_per_s", "unordered beside an unordered control (deliveries/s)", ""),
+    ("ordering_unordered_ratio_vs_control", "unordered beside ordered ÷ beside the control", "x"),
+    ("ordering_worker_cpu_us_per_delivery_alone", "worker CPU per delivery, unordered alone (µs)", ""),
+    (
+        "ordering_worker_cpu_us_per_delivery_beside_ordered",
+        "worker CPU per delivery, beside ordered (µs)",
+        "",
+    ),
+    ("ordering_unordered_alone_vs_aiohttp", "unordered alone ÷ raw aiohttp", "x"),
+    ("ordering_in_order", "every contact's ordered deliveries in publish order", ""),
     ("ledger_balanced", "every run's ledger balances", ""),
 )
 
@@ -116,6 +131,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     for key, label, unit in _FIGURES:
         if key in results:
             lines.append(f"| {label} | {_fmt(results[key], unit)} |")
+    lines += _ordering_table(results)
     lines += ["", "## CPU per delivery (µs, in each run's window)", ""]
     lines += [
         "| run | offered/s | delivered/s | p99 | broker | router | worker | log sink | health | api "
@@ -156,6 +172,26 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _ordering_table(results: dict[str, Any]) -> list[str]:
+    """``--only ordering``: each saturated run's deliveries/s by kind of webhook (issue 12)."""
+    runs = results.get("ordering_runs")
+    if not runs:
+        return []
+    lines = ["", "## Unordered webhooks beside an ordered one (deliveries/s in each saturated window)", ""]
+    lines += [
+        "| run | kind | saturated | unordered | ordered | control | worker µs/delivery "
+        "| ordered arrivals | out of order | repeated |"
+    ]
+    lines += ["|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        order = r["ordered_order"]
+        cells = [r["run"], r["kind"], _fmt(r["saturated"]), _fmt(r["unordered"]), _fmt(r["ordered"])]
+        cells += [_fmt(r["control"]), _fmt(r["worker_cpu_us_per_delivery"]), str(order["arrivals"])]
+        cells += [str(order["out_of_order"]), str(order["repeated_right_after_itself"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _cpu_plot(out: Path, results: dict[str, Any]) -> Path | None:

@@ -12,12 +12,15 @@ import base64
 import hashlib
 import hmac
 import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
 __all__ = [
     "MARK_SLUG",
     "body_template",
+    "contact_ids",
     "event_record",
     "find_mark",
     "format_mark",
@@ -68,14 +71,41 @@ def _template() -> dict[str, Any]:
     return contact_created("acct-template", contact, occurred_at=_REGISTERED_AT, source="bench").to_avro()
 
 
-def event_record(account_id: str, run: str, seq: int, t0: float) -> dict[str, Any]:
-    """The Event record (``schemas/Event.avsc``) of bench event ``seq`` of ``run``, scheduled at ``t0``."""
+def contact_ids(accounts: Sequence[str], contacts: int) -> Callable[[int], int]:
+    """The contact id of event ``seq`` when each account's events go to ``contacts`` contacts in turn.
+
+    The generator takes ``accounts`` in turn (an account may stand in the list more than once, for a
+    larger share of the events); the k-th event of an account is about contact ``k % contacts + 1``,
+    so an ordered webhook's lanes (docs/architecture.md §6, *Ordered delivery*) each get every
+    ``contacts``-th of its messages.
+    """
+    n = len(accounts)
+    per_cycle = Counter(accounts)
+    seen: Counter[str] = Counter()
+    rank = []
+    for account in accounts:
+        rank.append(seen[account])
+        seen[account] += 1
+    shares = [per_cycle[a] for a in accounts]
+
+    def of(seq: int) -> int:
+        cycle, i = divmod(seq, n)
+        return (cycle * shares[i] + rank[i]) % contacts + 1
+
+    return of
+
+
+def event_record(
+    account_id: str, run: str, seq: int, t0: float, contact_id: int | None = None
+) -> dict[str, Any]:
+    """The Event record (``schemas/Event.avsc``) of bench event ``seq`` of ``run``, scheduled at ``t0``,
+    about contact ``contact_id`` (default ``seq + 1``: every event a contact of its own)."""
     base = _template()
     contact = dict(base["payload"]["contact"])
     fields = list(contact["fields"])
     fields[-1] = {"fieldName": "Bench mark", "slug": MARK_SLUG, "value": format_mark(run, seq, t0)}
     contact["fields"] = fields
-    contact["id"] = seq + 1
+    contact["id"] = seq + 1 if contact_id is None else contact_id
     rec = dict(base)
     rec["eventId"] = str(uuid.uuid4())
     rec["accountId"] = account_id

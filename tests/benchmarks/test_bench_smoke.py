@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,46 +43,8 @@ KEYS = (
 def test_smoke_mode_writes_every_figure_a_balanced_ledger_and_the_plots(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    results = _smoke(kafka_bootstrap, tmp_path, [], KEYS, timeout=200)
     out = tmp_path / "bench"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hookline.cli",
-            "bench",
-            "--smoke",
-            "--out",
-            str(out),
-            "--bootstrap",
-            kafka_bootstrap,
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _stdout, stderr = proc.communicate(timeout=200)
-    except subprocess.TimeoutExpired:
-        # SIGTERM, not SIGKILL: the bench then stops every process it started before exiting.
-        proc.terminate()
-        _stdout, stderr = proc.communicate(timeout=60)
-        pytest.fail(f"hookline bench --smoke took more than 200 s:\n{stderr[-4000:]}")
-    assert proc.returncode == 0, stderr[-4000:]
-    results = json.loads((out / "results.json").read_text())
-    missing = [k for k in KEYS if results.get(k) is None]
-    assert not missing, f"results.json lacks {missing}"
-    assert results["ledger_balanced"] is True, results["void_runs"]
-    for name, run in results["runs"].items():
-        ledger = run.get("ledger")
-        if ledger is None:
-            continue
-        assert ledger["balanced"], (name, ledger)
-        assert ledger["missing"] == 0 and ledger["unexpected"] == 0, (name, ledger)
-        assert ledger["delivered"] + ledger["cut_off"] == ledger["expected_deliveries"], (name, ledger)
-    assert results["sink"]["bad_signature"] == 0
     assert results["sink"]["standard_checked"] > 0 and results["sink"]["standard_bad"] == 0
     assert results["environment"]["versions"]["confluent-kafka"]
     assert set(results["targets"]) >= {"e2e_ratio_vs_aiohttp", "bytes_per_inflight_delivery"}
@@ -104,6 +67,80 @@ def test_smoke_mode_writes_every_figure_a_balanced_ledger_and_the_plots(
     # Nothing the bench started is left running: no process carries its tag (argv or environment).
     tag = results["environment"]["bench_tag"].encode()
     assert not _processes_with(tag)
+
+
+ORDERING_KEYS = (
+    "raw_aiohttp_rps",
+    "ordering_unordered_alone_per_s",
+    "ordering_unordered_beside_ordered_per_s",
+    "ordering_unordered_ratio",
+    "ordering_ordered_per_s",
+    "ordering_unordered_beside_unordered_per_s",
+    "ordering_worker_cpu_us_per_delivery_alone",
+    "ordering_worker_cpu_us_per_delivery_beside_ordered",
+    "ordering_unordered_alone_vs_aiohttp",
+)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_smoke_ordering_mode_measures_unordered_beside_ordered_in_order_and_balanced(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """``--only ordering`` (issue 12): alone / beside ordered / beside the control alternate twice."""
+    results = _smoke(kafka_bootstrap, tmp_path, ["--only", "ordering"], ORDERING_KEYS, timeout=120)
+    kinds = [r["kind"] for r in results["ordering_runs"]]
+    assert kinds == ["alone", "beside_ordered", "beside_unordered"] * 2, kinds
+    assert results["ordering_in_order"] is True and results["ordering_out_of_order"] == 0
+    for r in results["ordering_runs"]:
+        arrived = r["ordered_order"]["arrivals"]
+        assert (arrived > 0) == (r["kind"] == "beside_ordered"), r
+        if arrived:  # each of the 20 contacts got several messages, so the order was put to the test
+            assert r["ordered_order"]["contacts"] == 20 and r["ordered_order"]["most_per_contact"] >= 3, r
+    assert "| unordered beside ordered ÷ alone |" in (tmp_path / "bench" / "results.md").read_text()
+    assert not _processes_with(results["environment"]["bench_tag"].encode())
+
+
+def _smoke(
+    kafka_bootstrap: str, tmp_path: Path, extra: list[str], keys: tuple[str, ...], *, timeout: float
+) -> dict[str, Any]:
+    """Run ``hookline bench --smoke`` (plus ``extra``) into ``tmp_path/bench``; check its keys, that every
+    ledger balances and that the sink found no bad signature."""
+    out = tmp_path / "bench"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
+    argv = [sys.executable, "-m", "hookline.cli", "bench", "--smoke", "--out", str(out)]
+    proc = subprocess.Popen(
+        [*argv, "--bootstrap", kafka_bootstrap, *extra],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, not SIGKILL: the bench then stops every process it started before exiting.
+        proc.terminate()
+        _stdout, stderr = proc.communicate(timeout=60)
+        pytest.fail(
+            f"hookline bench --smoke {' '.join(extra)} took more than {timeout:g} s:\n{stderr[-4000:]}"
+        )
+    assert proc.returncode == 0, stderr[-4000:]
+    results: dict[str, Any] = json.loads((out / "results.json").read_text())
+    missing = [k for k in keys if results.get(k) is None]
+    assert not missing, f"results.json lacks {missing}"
+    assert results["ledger_balanced"] is True, results["void_runs"]
+    for name, run in results["runs"].items():
+        ledger = run.get("ledger")
+        if ledger is None:
+            continue
+        assert ledger["balanced"], (name, ledger)
+        assert ledger["missing"] == 0 and ledger["unexpected"] == 0, (name, ledger)
+        assert ledger["delivered"] + ledger["cut_off"] == ledger["expected_deliveries"], (name, ledger)
+    assert results["sink"]["bad_signature"] == 0
+    return results
 
 
 def _processes_with(tag: bytes) -> list[int]:
