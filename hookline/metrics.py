@@ -208,6 +208,12 @@ class DeliveryMetrics:
             registry=r,
         )
         self.in_flight = Gauge(f"{NS}_deliveries_in_flight", "HTTP requests currently in flight.", registry=r)
+        self.duplicates_dropped = Counter(
+            f"{NS}_delivery_duplicate_tasks_total",
+            "Routed tasks dropped unsent because this worker had already taken the same message"
+            " (a router that crashed routes its last commit interval again).",
+            registry=r,
+        )
         self.retries_scheduled = Counter(
             f"{NS}_retries_scheduled_total", "Tasks sent to a retry tier.", ["tier"], registry=r
         )

@@ -77,6 +77,8 @@ _HELD_BACK = Classification(delivered=False)
 _SEND = Admit()
 #: A webhook's queue that would take longer than this (or than the first tier) to drain is too slow.
 DEFER_AFTER = 5.0
+#: Routed message ids remembered to drop a crashed router's second routing: ~30 s at 500 tasks/s, ~2 MiB.
+TAKEN_IDS = 16_384
 #: The error class of a result whose task its webhook's rate limit put back (no request was made).
 RATE_LIMITED = "rate_limited"
 #: The error class of a result whose ordered task waits behind an earlier message of its contact.
@@ -233,6 +235,11 @@ class TaskHandler:
         self._rates = rates  # None: rate limits and Retry-After pauses are not enforced
         # Webhooks this worker disabled, until the view shows that version (or a newer one).
         self._disabled: dict[str, Webhook] = {}
+        # Message ids of the routed tasks this worker took, newest last: a router that crashed routes
+        # again what its last commit interval held, and those copies are dropped here
+        # (docs/architecture.md §6). Only the router's own tasks: retries, replays and owners' sends
+        # carry the same ids on purpose.
+        self._taken: dict[str, None] = {}
         self._stopping = False
 
     @property
@@ -272,31 +279,51 @@ class TaskHandler:
             why = err.reason if err is not None else "tombstone"
             await self._dead_letter_input(rec, why, str(err) if err else "a task record has no value")
             return
-        wait = task.due_at / 1000 - self._clock()
-        if wait > 0.05:
-            await self._move_on(task, wait)
-            return
-        if wait > 0:
-            await asyncio.sleep(wait)  # a clock step: wait it out here rather than in another tier
-        webhook = await self._current(task, rec.received_ms)
-        lanes = self._lanes
-        if lanes is not None and webhook is not None and webhook.ordering == "contact":
-            contact = contact_of(task) if task.trigger == "automatic" else None
-            if contact is not None:  # no contact id (or an owner's send): not ordered
-                hook = webhook
-                await lanes.run(
-                    topic=rec.topic,
-                    offset=rec.offset,
-                    written_ms=rec.timestamp_ms,
-                    received_ms=rec.received_ms,
-                    task=task,
-                    contact=contact,
-                    attempt=lambda: self._attempt(rec, task, hook),
-                    park=lambda reason: self._park(task, hook, reason),
-                    check=lambda: self._still_mine(rec, task),
+        routed = task.trigger == "automatic" and rec.topic not in self._tier_of
+        if routed:
+            if task.message_id in self._taken:
+                self._metrics.duplicates_dropped.inc()
+                log.debug(
+                    "dropped a second routing of message %s (the router routed it again)", task.message_id
                 )
                 return
-        await self._attempt(rec, task, webhook)
+            self._take(task.message_id)
+        try:
+            wait = task.due_at / 1000 - self._clock()
+            if wait > 0.05:
+                await self._move_on(task, wait)
+                return
+            if wait > 0:
+                await asyncio.sleep(wait)  # a clock step: wait it out here rather than in another tier
+            webhook = await self._current(task, rec.received_ms)
+            lanes = self._lanes
+            if lanes is not None and webhook is not None and webhook.ordering == "contact":
+                contact = contact_of(task) if task.trigger == "automatic" else None
+                if contact is not None:  # no contact id (or an owner's send): not ordered
+                    hook = webhook
+                    await lanes.run(
+                        topic=rec.topic,
+                        offset=rec.offset,
+                        written_ms=rec.timestamp_ms,
+                        received_ms=rec.received_ms,
+                        task=task,
+                        contact=contact,
+                        attempt=lambda: self._attempt(rec, task, hook),
+                        park=lambda reason: self._park(task, hook, reason),
+                        check=lambda: self._still_mine(rec, task),
+                    )
+                    return
+            await self._attempt(rec, task, webhook)
+        except BaseException:
+            # Not handled here (abandoned on shutdown or revoke): whoever reads it next must take it.
+            if routed:
+                self._taken.pop(task.message_id, None)
+            raise
+
+    def _take(self, message_id: str) -> None:
+        self._taken[message_id] = None
+        if len(self._taken) > TAKEN_IDS:
+            del self._taken[next(iter(self._taken))]  # the oldest
 
     async def _attempt(self, rec: Record, task: DeliveryTask, webhook: Webhook | None) -> None:
         """Skip, dead-letter, defer or send ``task`` (its turn has come: due, and its lane's head)."""

@@ -571,8 +571,56 @@ def _limited(rate: int | None, status: int = 200, headers: dict[str, str] | None
     return _handler(sink, sender, _Configs(hook), sealer, rates), sink, sender
 
 
-def _rec(offset: int, **task: Any) -> Record:
-    return Record("tasks", 0, offset, b"wh", _task(**task).encode(), int(time.time() * 1000))
+def _rec(offset: int, topic: str = "tasks", **task: Any) -> Record:
+    """A task record at ``offset`` of ``topic``; each offset its own message unless ``message_id`` says."""
+    task.setdefault("message_id", f"msg_{offset}")
+    return Record(topic, 0, offset, b"wh", _task(**task).encode(), int(time.time() * 1000))
+
+
+def test_a_second_routing_of_a_message_is_dropped_but_retries_replays_and_owner_sends_go() -> None:
+    """A router that crashed routes its last commit interval again (same message ids): the worker that
+    took the first copy drops the second, unsent and counted. The same id from a retry tier, a replay
+    or an owner's send is sent as before."""
+    handler, sink, sender = _limited(None)
+
+    async def run() -> None:
+        await handler.process(_rec(1, message_id="m"))
+        await handler.process(_rec(2, message_id="m"))  # the router's second routing
+        await handler.process(_rec(3, topic="r0.5", message_id="m", attempt=2))  # a retry
+        await handler.process(_rec(4, message_id="m", trigger="replay"))
+        await handler.process(_rec(5, message_id="m", trigger="manual"))
+
+    asyncio.run(run())
+    assert len(sender.sent) == 4
+    assert handler._metrics.duplicates_dropped._value.get() == 1
+    assert [r["trigger"] for r in sink.decoded("results", "DeliveryResult")] == [
+        "automatic", "automatic", "replay", "manual"]
+
+
+def test_a_routed_task_abandoned_unfinished_is_taken_again() -> None:
+    """Abandoned (the worker stops, or its partition moves before the attempt began): not taken, so
+    when the record is read again, here or elsewhere, it is sent."""
+    handler, _sink, sender = _limited(None)
+    handler.stopping = True
+    with pytest.raises(Abandoned):
+        asyncio.run(handler.process(_rec(1, message_id="m")))
+    handler.stopping = False
+    asyncio.run(handler.process(_rec(1, message_id="m")))
+    assert len(sender.sent) == 1 and handler._metrics.duplicates_dropped._value.get() == 0
+
+
+def test_taken_ids_are_bounded_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("processors.deliver.handler.TAKEN_IDS", 3)
+    handler, _sink, sender = _limited(None)
+
+    async def run() -> None:
+        for i in range(1, 5):
+            await handler.process(_rec(i))  # msg_1 .. msg_4: msg_1 is forgotten
+        await handler.process(_rec(1))  # sent again
+        await handler.process(_rec(4))  # dropped
+
+    asyncio.run(run())
+    assert len(sender.sent) == 5 and handler._metrics.duplicates_dropped._value.get() == 1
 
 
 def test_a_task_past_its_rate_limit_goes_back_unattempted_same_attempt_with_a_deferred_result() -> None:
