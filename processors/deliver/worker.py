@@ -5,7 +5,7 @@ commit, close) runs there, one step at a time, so the asyncio loop never blocks 
 
 Offsets: each assigned partition has a :class:`~processors.deliver.offsets.PartitionOffsets`; a task's
 offset counts only once its records are acknowledged, and the offset stored is the lowest one
-still unfinished. librdkafka auto-commits what was stored every 250 ms; revocation and shutdown
+still unfinished. librdkafka auto-commits what was stored every 100 ms; revocation and shutdown
 commit synchronously.
 
 Holding: a record that cannot start yet is held in memory with everything behind it in its

@@ -126,6 +126,12 @@ class Roles:
         role, port = self.roles[name]
         return role.get(port, path)[0]
 
+    def metrics(self, name: str) -> str:
+        """The role's /metrics text ("" when it does not answer)."""
+        role, port = self.roles[name]
+        status, body = role.get(port, "/metrics")
+        return body.decode() if status == 200 else ""
+
     def alive(self) -> dict[str, bool]:
         return {name: r.proc is not None and r.proc.poll() is None for name, (r, _port) in self.roles.items()}
 
