@@ -111,6 +111,12 @@ class RouterMetrics:
         self.dead_lettered = Counter(
             f"{NS}_router_dead_lettered_total", "Event records sent to the DLQ.", ["reason"], registry=r
         )
+        self.config_catch_up_failed = Counter(
+            f"{NS}_router_config_catch_up_failed_total",
+            "Events routed without the read-your-write check: the config topic's end offsets could not be"
+            " read, or the view did not apply them in time (docs/architecture.md §4).",
+            registry=r,
+        )
         self.route_seconds = Histogram(
             f"{NS}_router_route_seconds",
             "Time to decode, join and produce one event.",

@@ -121,10 +121,12 @@ def overview() -> list[Panel | Row]:
         ),
         Panel(
             "Tasks routed and unmatched events",
-            "Delivery tasks produced (one per event and subscribed webhook), and events no webhook wants.",
+            "Delivery tasks produced (one per event and subscribed webhook), events no webhook wants, and "
+            "events routed before the config view could confirm it had every earlier change.",
             [
                 Target(rate("hookline_router_tasks_routed_total"), "tasks routed"),
                 Target(rate("hookline_router_events_unmatched_total"), "events unmatched"),
+                Target(rate("hookline_router_config_catch_up_failed_total"), "routed without catch-up"),
             ],
             unit="ops",
             width=8,

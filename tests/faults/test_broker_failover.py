@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from hookline.clients import admin_client, create_topics, producer_config
 from hookline.local.kafka import LocalKafka
@@ -88,6 +89,21 @@ class Pipeline:
 
     def logs(self) -> str:
         return "\n".join(f"--- {name} ---\n{r.log_tail(40)}" for name, (r, _p) in self.roles.items())
+
+
+def config_catch_up(p: Pipeline, router_log: Path) -> dict[str, float]:
+    """How often the router's config view had to ask with a new admin client, and how many events it
+    routed without its read-your-write check (docs/architecture.md §4)."""
+    role, port = p.roles["router"]
+    status, body = role.get(port, "/metrics")
+    failed = -1.0  # the router did not answer
+    if status == 200:
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                if sample.name == "hookline_router_config_catch_up_failed_total":
+                    failed = sample.value
+    text = router_log.read_text(errors="replace") if router_log.exists() else ""
+    return {"events_without_check": failed, "new_client_retries": text.count("end offsets failed")}
 
 
 @pytest.fixture
@@ -344,6 +360,7 @@ def test_broker_failover_loses_nothing_and_writes_stop_without_two_replicas(
             "duplicate_share": round(duplicates / len(expected), 4),
             "latency_before_faults_s": latency(fault1 - 7, fault1 - 2),
             "roles_alive": p.roles_alive(),
+            "config_catch_up": config_catch_up(p, tmp_path / "router.log"),
         }
     )
     report(

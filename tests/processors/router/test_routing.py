@@ -1,18 +1,25 @@
-"""The router's fan-out (pure): one event and the account's webhooks -> delivery tasks."""
+"""The router's fan-out (pure): one event and the account's webhooks -> delivery tasks; and its handler
+with a config view that cannot catch up."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import types
 
 import orjson
+from prometheus_client import CollectorRegistry
 
+from hookline.metrics import RouterMetrics
 from hookline.payloads import build_payload
 from hookline.records import DeliveryTask
 from hookline.sealing import Sealer, generate_key
 from hookline.settings import Secret
 from hookline.signing import message_id
 from hookline.webhooks import Subscription, Webhook
+from processors.router.app import Router
 from processors.router.routing import tasks_for
+from schemas.codec import encode
 from tests.support import event_record
 
 SEALER = Sealer.from_secret(Secret(generate_key()))
@@ -70,3 +77,41 @@ def test_the_body_is_built_once_and_shared_by_every_task() -> None:
 def test_no_subscriber_means_no_task_and_no_body() -> None:
     assert tasks_for(event("SALE_NEW"), [hook("wh", "CONTACT_CREATED")], NOW) == []
     assert tasks_for(event(), [], NOW) == []
+
+
+class _View:
+    """A config view whose catch-up fails (the broker cannot say where the config topic ends)."""
+
+    def __init__(self, hooks: list[Webhook], caught_up: bool) -> None:
+        self.hooks, self.caught_up = hooks, caught_up
+
+    async def catch_up_async(self, written_before_ms: float) -> bool:
+        return self.caught_up
+
+    def subscribers(self, account_id: str, event_type: str) -> list[Webhook]:
+        return [h for h in self.hooks if h.account_id == account_id]
+
+
+class _Topic:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send(self, key: bytes, value: bytes) -> None:
+        self.sent.append(value)
+
+
+def test_an_event_is_routed_and_counted_when_the_config_view_cannot_catch_up() -> None:
+    """The router routes on the view as it stands and counts the event (docs/architecture.md §4)."""
+    for caught_up, counted in ((True, 0.0), (False, 1.0)):
+        metrics = RouterMetrics(CollectorRegistry())
+        deliveries = _Topic()
+        router = types.SimpleNamespace(
+            view=_View([hook("wh-a", "CONTACT_CREATED")], caught_up), metrics=metrics, deliveries=deliveries
+        )
+        msg = types.SimpleNamespace(
+            value=encode("Event", event()), timestamp=NOW / 1000, topic="t", partition=0, offset=0, key=b"k"
+        )
+        asyncio.run(Router.handle(router, msg))  # type: ignore[arg-type]
+        assert len(deliveries.sent) == 1
+        got = metrics.registry.get_sample_value("hookline_router_config_catch_up_failed_total")
+        assert got == counted, (caught_up, got)
