@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from hookline.clients import BrokerUnavailable, create_topics, wait_for_broker
+    from hookline.clients import BrokerUnavailable, TopicsNotVisible, create_topics, wait_for_broker
     from hookline.topics import all_topics
 
     try:
@@ -33,7 +33,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.action == "retention":
         return _retention(settings)
-    created, present = create_topics(settings)
+    try:
+        created, present = create_topics(settings)
+    except TopicsNotVisible as exc:
+        print(f"hookline topics: {exc}; run `hookline topics create` again.", file=sys.stderr)
+        return 1
     for name in created:
         print(f"created  {name}")
     for name in present:

@@ -5,14 +5,20 @@ Raw librdkafka dicts are built here and nowhere else.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import socket
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    OffsetSpec,
+)
 
 from hookline.settings import Settings
 from hookline.topics import TopicSpec, all_topics, replication
@@ -148,6 +154,8 @@ def create_topics(
 
     The replication factor follows the number of brokers in the cluster's metadata
     (:func:`hookline.topics.replication`: 3 replicas and ``min.insync.replicas=2`` from three brokers up).
+    Returns once the broker's metadata shows the created topics with a leader per partition
+    (:class:`TopicsNotVisible` after ``timeout``).
     """
     specs = list(all_topics(settings) if specs is None else specs)
     admin = admin_client(settings)
@@ -171,8 +179,68 @@ def create_topics(
             except KafkaException as exc:
                 if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a concurrent creator won
                     raise
+    if created:
+        wait_topics_ready(admin, {n: wanted[n].partitions for n in created}, timeout)
     present = sorted(n for n in wanted if n not in created)
     return sorted(created), present
+
+
+class TopicsNotVisible(TimeoutError):
+    """Topics were created but their partitions did not get leaders that answer in time."""
+
+
+def wait_topics_ready(admin: AdminClient, partitions: Mapping[str, int], timeout: float) -> None:
+    """Return once every topic (name -> at least that many partitions) has a leader for each partition
+    that answers an offsets request; :class:`TopicsNotVisible` after ``timeout``.
+
+    The controller acknowledges a creation before the brokers have applied it; a client that asks in
+    between is told the topic does not exist or its partition has no leader (on a busy machine for
+    seconds: `hookline produce` then refused the topics just created). docs/architecture.md §9,
+    pitfall 15.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        problem = _not_ready(admin, partitions)
+        if problem is None:
+            return
+        if time.monotonic() >= deadline:
+            raise TopicsNotVisible(
+                f"the partitions of {problem} did not get a leader that answers within {timeout:g} s"
+            )
+        time.sleep(0.05)
+
+
+def _not_ready(admin: AdminClient, partitions: Mapping[str, int]) -> str | None:
+    """What is not ready yet (a description), or None."""
+    try:
+        metadata = admin.list_topics(timeout=10)
+    except KafkaException as exc:
+        return f"the topics (metadata: {exc})"
+    specs = {}
+    for name, count in partitions.items():
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None or len(topic.partitions) < max(count, 1):
+            return name
+        if any(p.leader < 0 for p in topic.partitions.values()):
+            return name
+        for p in topic.partitions:
+            specs[TopicPartition(name, p)] = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    if not specs:
+        return None
+    futures = admin.list_offsets(specs, request_timeout=10)
+    # Every answer is in before one is read: an answer still on its way when the client goes away
+    # makes librdkafka print "Purging N unserved events from background queue".
+    concurrent.futures.wait(list(futures.values()), timeout=30)
+    for tp, future in futures.items():
+        # exception(), not result(): a raised error's traceback would hold this frame, and with it the
+        # admin client, in a cycle, and a client kept alive that way prints "Connection refused" lines
+        # once the broker stops.
+        if not future.done():
+            return f"{tp.topic} (partition {tp.partition}: no answer)"
+        error = future.exception(timeout=0)
+        if error is not None:
+            return f"{tp.topic} (partition {tp.partition}: {error})"
+    return None
 
 
 def delete_topics(settings: Settings, names: Iterable[str], timeout: float = 30.0) -> None:

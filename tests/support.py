@@ -95,8 +95,14 @@ class TopicReader:
     def __init__(self, settings: Settings, topic: str) -> None:
         self.topic = settings.topic(topic)
         self.consumer = Consumer(consumer_config(settings, None, **{"enable.auto.commit": False}))
-        md = self.consumer.list_topics(self.topic, timeout=scaled(60))
-        parts = sorted(md.topics[self.topic].partitions)
+
+        def partitions() -> list[int]:
+            # A topic created a moment ago may not be in this broker's metadata yet (docs/architecture.md
+            # §9, pitfall 15): assigning its empty partition list would read nothing, forever.
+            topic = self.consumer.list_topics(self.topic, timeout=scaled(60)).topics[self.topic]
+            return sorted(topic.partitions) if topic.error is None else []
+
+        parts = wait_until(partitions, 60, f"partitions of {self.topic} in the metadata")
         self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
         self.records: list[Any] = []
 
@@ -116,11 +122,10 @@ class TopicReader:
         return new
 
     def wait_for(self, count: int, timeout: float) -> list[Any]:
-        wait_until(
-            lambda: self.poll() is not None and len(self.records) >= count,
-            timeout,
-            f"{count} records on {self.topic} (have {len(self.records)})",
-        )
+        try:
+            wait_until(lambda: self.poll() is not None and len(self.records) >= count, timeout, "")
+        except AssertionError as exc:  # say how many came, not how many there were when it began
+            raise AssertionError(f"{exc}{count} records on {self.topic} (have {len(self.records)})") from None
         return self.records
 
     def decoded(self, schema: str) -> list[dict[str, Any]]:

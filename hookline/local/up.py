@@ -8,7 +8,6 @@ sample events, and shows the deliveries arriving. Ctrl-C stops everything it sta
 from __future__ import annotations
 
 import base64
-import concurrent.futures
 import json
 import os
 import re
@@ -23,16 +22,17 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from confluent_kafka import KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka import Producer
 
 from hookline.clients import (
     BrokerUnavailable,
+    TopicsNotVisible,
     admin_client,
     create_topics,
     port_open,
     producer_config,
     wait_for_broker,
+    wait_topics_ready,
 )
 from hookline.local.kafka import LocalKafka
 from hookline.settings import Settings
@@ -291,28 +291,10 @@ def _wait_settled(settings: Settings, topics: list[str], timeout: float) -> None
     them, as failures, on the first screen; waiting here keeps it clean.
     """
     deadline = time.monotonic() + timeout
-    admin = admin_client(settings)
-    while True:
-        try:
-            md = admin.list_topics(timeout=10)
-            partitions = {
-                TopicPartition(t, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
-                for t in topics
-                for p in md.topics[t].partitions
-            }
-            futures = list(admin.list_offsets(partitions, request_timeout=10).values())
-            # Every answer is in before one is read: an answer still on its way when the client goes
-            # away makes librdkafka print "Purging N unserved events from background queue".
-            concurrent.futures.wait(futures, timeout=30)
-            for future in futures:
-                future.result(timeout=0)
-            break
-        except (KafkaException, KeyError, TimeoutError) as exc:
-            if time.monotonic() > deadline:
-                raise UpError(
-                    f"the topics' partitions did not get leaders within {timeout:g}s ({exc})"
-                ) from None
-            time.sleep(0.2)
+    try:
+        wait_topics_ready(admin_client(settings), dict.fromkeys(topics, 1), timeout)
+    except TopicsNotVisible as exc:
+        raise UpError(str(exc)) from None
     states: list[str] = []
     producer = Producer(
         producer_config(
