@@ -354,6 +354,15 @@ class TaskHandler:
                     raise Abandoned(task.message_id)
                 if self._rates is not None and self._rates.paused(webhook.id):
                     continue  # a Retry-After came while it waited for a slot: wait for the pause's end
+                if self._rates is not None:
+                    # The start itself keeps the limit (ratelimit.py, RateLimits.start); nothing is
+                    # awaited from here to the sender's attempt time.
+                    while (gap := self._rates.start(webhook.id)) > 0:
+                        await asyncio.sleep(gap)
+                        if self.stopping or rec.revoked:
+                            if verdict.probe and self._breakers is not None:
+                                self._breakers.release(webhook.id)
+                            raise Abandoned(task.message_id)
                 self._metrics.in_flight.inc()
                 try:
                     # Signed here and handed straight over (no coroutine of our own around the send, no

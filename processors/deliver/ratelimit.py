@@ -18,6 +18,11 @@ is more than ``max_wait`` seconds away: the caller then puts the task back, unat
 tier due about when its turn comes (each such task one interval after the previous one, so that they
 come back spread out as the bucket can take them, not all at once).
 
+:meth:`RateLimits.start` is the last check, right before the request starts: the token was taken
+before the task waited for a concurrency slot, and tasks that waited there (or a worker off the CPU for
+a moment) would start in a bunch; it holds a request back until the one ``rate + 1`` before it started
+over a second ago, so the start times themselves never exceed rate + 1 in any second.
+
 Everything but :meth:`RateLimits.acquire` (asyncio timers) is pure and reads time from ``clock``.
 State is per worker and in memory: after a restart or a rebalance the new owner starts with a fresh
 bucket (and no pause). Webhooks without a limit and without a pause cost nothing here; idle buckets
@@ -127,14 +132,20 @@ Verdict = Go | Queue | Later
 _GO = Go()
 
 
+#: A request may start once the one ``rate + 1`` requests before it started more than this long ago
+#: (one second, plus room for attempt times kept in whole milliseconds).
+_WINDOW = 1.002
+
+
 class _Lane:
-    __slots__ = ("bucket", "horizon", "timer", "waiters")
+    __slots__ = ("bucket", "horizon", "sends", "timer", "waiters")
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.bucket = bucket
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.timer: asyncio.TimerHandle | None = None
         self.horizon = 0.0  # the clock time the last task put back was due
+        self.sends: deque[float] = deque()  # start times of the last rate + 1 requests (limited lanes)
 
 
 class RateLimits:
@@ -200,6 +211,31 @@ class RateLimits:
         lead = min(self.max_wait, self.share * interval) / 2
         return Later(self._reason(bucket, now), max(0.0, due - now - lead))
 
+    def start(self, key: str) -> float:
+        """The last check before a request of ``key`` starts: 0.0 and the start is recorded, or the
+        seconds to wait first (nothing recorded; ask again then).
+
+        A token is taken before the task waits for a concurrency slot; tasks that waited there (a slow
+        receiver), or a worker that was off the CPU, would otherwise start in a bunch. Called with
+        nothing awaited between it and the request's start, it makes the start times themselves keep
+        the limit: at most ``rate + 1`` in any second.
+        """
+        lane = self._lanes.get(key)
+        if lane is None or lane.bucket.rate is None:
+            return 0.0
+        now = self._clock()
+        limit = int(lane.bucket.rate) + 1
+        sends = lane.sends
+        while len(sends) > limit:  # the rate went down
+            sends.popleft()
+        if len(sends) == limit:
+            wait = sends[0] + _WINDOW - now
+            if wait > 0:
+                return wait
+            sends.popleft()
+        sends.append(now)
+        return 0.0
+
     def pause(self, key: str, rate: int | None, seconds: float) -> None:
         """The receiver answered ``Retry-After: seconds``: no task of ``key`` starts before then."""
         if seconds <= 0:
@@ -217,13 +253,18 @@ class RateLimits:
     def _sweep(self, now: float) -> None:
         """Forget the buckets that hold nothing back (full, not paused, nobody waiting)."""
         self._swept = now
-        for key in [k for k, lane in self._lanes.items() if not lane.waiters and lane.bucket.idle(now)]:
+        for key in [k for k, lane in self._lanes.items() if not lane.waiters and self._idle(lane, now)]:
             del self._lanes[key]
         while len(self._lanes) >= self._size:  # all busy: drop the oldest one without waiters
             idle = next((k for k, lane in self._lanes.items() if not lane.waiters), None)
             if idle is None:
                 break
             del self._lanes[idle]
+
+    @staticmethod
+    def _idle(lane: _Lane, now: float) -> bool:
+        """Forgetting the lane changes nothing: its bucket is full, and no start is in the window."""
+        return lane.bucket.idle(now) and (not lane.sends or now - lane.sends[-1] > _WINDOW)
 
     @staticmethod
     def _reason(bucket: TokenBucket, now: float) -> str:

@@ -172,3 +172,44 @@ def test_release_all_lets_every_waiter_go_at_once() -> None:
         return rates.waiting("w")
 
     assert asyncio.run(main()) == 0
+
+
+def test_starts_that_bunch_after_their_tokens_are_held_to_rate_plus_one_in_any_second() -> None:
+    """Tokens taken evenly, starts bunched (tasks that waited for a slot, a worker off the CPU):
+    RateLimits.start spaces the starts themselves."""
+    clock = Clock(0.0)
+    limits = RateLimits(share=1000, max_wait=60.0, clock=clock)
+    starts: list[float] = []
+    holding = 0  # tasks with a token, still waiting for a slot
+    ready = 0  # tasks that got their slot and ask start() every millisecond
+    t = 0.0
+    while t < 6.0:
+        clock.now = t
+        if limits.admit("wh", 50, holding + ready) == Go():
+            holding += 1
+        if round(t * 1000) % 500 == 0:  # slots free up every 0.5 s, for everyone holding a token
+            ready, holding = ready + holding, 0
+        while ready and limits.start("wh") == 0:
+            starts.append(t)
+            ready -= 1
+        t += 0.001
+    assert len(starts) >= 250
+    assert max_in_window(starts) <= 51
+    assert limits.start("other") == 0.0  # no limit, nothing kept
+
+
+def test_start_waits_for_the_request_rate_plus_one_before_to_leave_the_window() -> None:
+    clock = Clock(0.0)
+    limits = RateLimits(share=1000, max_wait=60.0, clock=clock)
+    limits.admit("wh", 2, 0)  # a lane with a limit of 2/s
+    for _ in range(3):
+        assert limits.start("wh") == 0.0
+    assert limits.start("wh") == pytest.approx(1.002)
+    clock.now = 0.5
+    assert limits.start("wh") == pytest.approx(0.502)
+    clock.now = 1.0021
+    assert limits.start("wh") == 0.0
+    limits._sweep(1.5)  # a start within the last second keeps the lane (and its window)
+    assert "wh" in limits._lanes
+    limits._sweep(2.1)
+    assert "wh" not in limits._lanes
