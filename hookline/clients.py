@@ -154,8 +154,7 @@ def create_topics(
 
     The replication factor follows the number of brokers in the cluster's metadata
     (:func:`hookline.topics.replication`: 3 replicas and ``min.insync.replicas=2`` from three brokers up).
-    Returns once the broker's metadata shows the created topics with a leader per partition
-    (:class:`TopicsNotVisible` after ``timeout``).
+    Returns once every created partition has a leader that answers (:func:`wait_topics_ready`).
     """
     specs = list(all_topics(settings) if specs is None else specs)
     admin = admin_client(settings)

@@ -35,7 +35,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Producer
-from prometheus_client.parser import text_string_to_metric_families
 
 from hookline.clients import admin_client, create_topics, producer_config
 from hookline.local.kafka import LocalKafka
@@ -59,6 +58,7 @@ from tests.faults.load import (
     settled_seconds,
 )
 from tests.faults.pipeline import logged_messages, put_webhooks, webhooks
+from tests.processors.deliver.deliver_harness import metric
 from tests.processors.deliver.receivers import Receiver
 from tests.support import Role, TopicReader, role_env, scaled, wait_until
 
@@ -96,12 +96,8 @@ def config_catch_up(p: Pipeline, router_log: Path) -> dict[str, float]:
     routed without its read-your-write check (docs/architecture.md §4)."""
     role, port = p.roles["router"]
     status, body = role.get(port, "/metrics")
-    failed = -1.0  # the router did not answer
-    if status == 200:
-        for family in text_string_to_metric_families(body.decode()):
-            for sample in family.samples:
-                if sample.name == "hookline_router_config_catch_up_failed_total":
-                    failed = sample.value
+    name = "hookline_router_config_catch_up_failed_total"
+    failed = metric(body.decode(), name) if status == 200 else -1.0  # -1: the router did not answer
     text = router_log.read_text(errors="replace") if router_log.exists() else ""
     return {"events_without_check": failed, "new_client_retries": text.count("end offsets failed")}
 
