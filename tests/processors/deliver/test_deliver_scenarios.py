@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
@@ -350,8 +351,18 @@ def test_one_hanging_webhook_does_not_slow_nineteen_healthy_ones(world: World) -
     tasks = [h.task(wid) for _ in range(20) for wid, _ in healthy]
     h.send(tasks)
     paths = {p for _, p in healthy}
-    wait_until(lambda: sum(1 for g in world.receiver.got() if g.path in paths) >= len(tasks), 30,
-               "every healthy delivery")
+
+    def arrived() -> int:
+        return sum(1 for g in world.receiver.got() if g.path in paths)
+
+    try:
+        wait_until(lambda: arrived() >= len(tasks), 30, "every healthy delivery")
+    except AssertionError as e:
+        per_path = Counter(g.path for g in world.receiver.got() if g.path in paths)
+        short = {p: per_path[p] for _, p in healthy if per_path[p] < 20}
+        raise AssertionError(f"{e}: {arrived()} of {len(tasks)} arrived; short: {short}; worker metrics:\n"
+                             + "\n".join(line for line in h.metrics(world.port).splitlines()
+                                          if line.startswith("hookline_delivery_"))) from None
     latencies = sorted(g.at - sent_at for g in world.receiver.got() if g.path in paths)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     print(f"healthy deliveries: p50 {latencies[len(latencies) // 2]:.3f}s p99 {p99:.3f}s")
