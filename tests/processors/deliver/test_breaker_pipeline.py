@@ -20,7 +20,7 @@ import pytest
 from hookline.settings import Settings
 from tests.processors.deliver.deliver_harness import Harness, metric
 from tests.processors.deliver.receivers import Receiver
-from tests.support import TopicReader, free_port, wait_until
+from tests.support import TopicReader, free_port, scaled, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -146,14 +146,17 @@ def test_dead_endpoint_is_probed_once_per_interval_and_healthy_ones_keep_their_l
         assert metric(text, "hookline_delivery_breakers_open") == 1
 
         # Healthy webhooks: p99 from produce to arrival, same worker, same traffic, without and with
-        # the dead webhook. On a 2-core machine shared with benchmarks a p99 of a few ms moves by
-        # several ms between runs for reasons of its own, so the bound is 1.5x the baseline but never
-        # below baseline + 25 ms (a slot held by a dead endpoint would cost 1 s, the connect timeout).
+        # the dead webhook. What the bound must catch: a healthy task waiting behind the dead
+        # endpoint (a slot it holds costs up to the connect timeout, 1 s; a deferral the consume loop
+        # waited for, a produce round trip per dead task). What it must tolerate: the worker's own work
+        # for the 200 dead tasks (800 results and the deferrals) on a CPU-starved machine: beside two
+        # CPU burners the p99 moved from 34 to 85 ms (a bound of base + 25 ms failed there). So: 1.5x
+        # the baseline, and never below baseline + 100 ms, a tenth of the connect timeout.
         base, with_dead = p99(baseline), p99(mixed)
         print(
             f"healthy p99: {base * 1000:.1f} ms alone, {with_dead * 1000:.1f} ms beside the dead one "
             f"(median {statistics.median(baseline) * 1000:.1f} / {statistics.median(mixed) * 1000:.1f} ms)"
         )
-        assert with_dead <= max(1.5 * base, base + 0.025), (base, with_dead)
+        assert with_dead <= max(1.5 * base, base + scaled(0.1)), (base, with_dead)
     finally:
         receiver.stop()
