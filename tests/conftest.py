@@ -6,7 +6,6 @@ Set ``HOOKLINE_TEST_BOOTSTRAP`` to use an already running broker instead of star
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from hookline.clients import admin_client, create_topics, delete_topics
 from hookline.local.kafka import LocalKafka
 from hookline.settings import Settings, load_settings
-from tests.support import scaled
+from tests.support import free_port, scaled
 
 # One throwaway PostgreSQL server per session for the log store tests (started only when used).
 pytest_plugins = ["tests.postgres"]
@@ -34,12 +33,6 @@ TEST_RETRY_SCHEDULE = (0.5, 1.0, 1.5)
 TEST_PARTITIONS = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap address of the real broker for this test session."""
@@ -47,8 +40,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if existing:
         yield existing
         return
-    port = _free_port()
-    ctrl = _free_port()
+    port = free_port()
+    ctrl = free_port()
     home = tmp_path_factory.mktemp("kafka-home")
     settings = load_settings(
         {},

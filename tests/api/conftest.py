@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -22,17 +21,11 @@ from hookline.clients import create_topics
 from hookline.sealing import generate_key
 from hookline.settings import Secret, Settings, load_settings
 from hookline.topics import CONFIG, all_topics
-from tests.support import scaled, wait_until
+from tests.support import free_port, scaled, wait_until
 
 KEY_A = "key-a-" + "a1" * 16
 KEY_B = "key-b-" + "b2" * 16
 KEYS = {"acct-a": KEY_A, "acct-b": KEY_B}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

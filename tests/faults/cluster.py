@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import random
-import socket
 from pathlib import Path
 
 from hookline.local.kafka import LocalKafka
 from hookline.settings import Settings, load_settings
-from tests.support import REPO
+from tests.support import REPO, free_port_block
 
 BROKERS = 3
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
-
-
-def free_port_block(count: int, attempts: int = 500) -> int:
-    """A port p such that p .. p + count - 1 are all free on 127.0.0.1 right now, below the kernel's
-    ephemeral range.
-
-    Not ``tests.support.free_port``'s OS-chosen ports: those are ephemeral ports, and while the first
-    node starts, outgoing connections (its own, the other tests') take ephemeral ports as their source,
-    so a later node's port in that range was once found taken ("Address already in use").
-    """
-    low, _high = _ephemeral_range()
-    rng = random.Random()
-    for _ in range(attempts):
-        base = rng.randrange(10000, low - count)
-        socks = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError(f"no block of {count} free ports found")
 
 
 def cluster_settings(home: Path, **changes: object) -> Settings:

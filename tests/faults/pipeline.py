@@ -24,10 +24,9 @@ from hookline.settings import Secret, Settings
 from hookline.topics import CONFIG, RESULTS
 from hookline.webhooks import EVENT_TYPES, Subscription, Webhook
 from schemas.codec import encode
-from tests.faults.cluster import free_port_block
 from tests.faults.load import ACCOUNTS, HOOKS_PER_ACCOUNT, Answers
 from tests.processors.deliver.receivers import Receiver
-from tests.support import Role, TopicReader, role_env, scaled, wait_until
+from tests.support import Role, TopicReader, free_port_block, role_env, scaled, wait_until
 
 #: Each role and the variable that sets its /metrics, /healthz, /readyz port.
 METRICS_PORT_VARS = {

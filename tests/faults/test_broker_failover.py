@@ -42,7 +42,7 @@ from hookline.records import DeliveryTask
 from hookline.sealing import generate_key
 from hookline.settings import Settings
 from hookline.topics import CONTACT_EVENTS, DELIVERIES, SALE_EVENTS, TopicSpec
-from tests.faults.cluster import cluster_settings, free_port_block, local_cluster
+from tests.faults.cluster import cluster_settings, local_cluster
 from tests.faults.load import (
     ACCOUNTS,
     HOOKS_PER_ACCOUNT,
@@ -60,7 +60,7 @@ from tests.faults.load import (
 from tests.faults.pipeline import logged_messages, put_webhooks, webhooks
 from tests.processors.deliver.deliver_harness import metric
 from tests.processors.deliver.receivers import Receiver
-from tests.support import Role, TopicReader, role_env, scaled, wait_until
+from tests.support import Role, TopicReader, free_port_block, role_env, scaled, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 
