@@ -84,12 +84,12 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (the source ports of outgoing connections)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 _handed_out: set[int] = set()
@@ -104,7 +104,7 @@ def free_port_block(count: int, attempts: int = 500) -> int:
     ports as their source, so the server found its port taken ("Address already in use": a node of
     the 3-broker cluster once, and `hookline up`'s log sink in a suite pass beside two CPU burners).
     """
-    low, _high = _ephemeral_range()
+    low = _ephemeral_low()
     rng = random.Random()
     for _ in range(attempts):
         base = rng.randrange(10000, low - count)

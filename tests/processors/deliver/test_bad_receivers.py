@@ -429,19 +429,23 @@ def _healthy_run(
         got = {orjson.loads(g.body)["contact"]["eventId"]: g.at for g in world.receiver.got(path)}
         return got if all(e in got for e in sent) else None
 
-    got = wait_until(arrived, 60, f"{count} healthy deliveries")
-    return Run(sorted(got[e] - t for e, t in sent.items()), _slowest(world, wid, sent, got))
+    return Run(sent, wait_until(arrived, 60, f"{count} healthy deliveries"))
 
 
 @dataclass(frozen=True)
 class Run:
-    latencies: list[float]  # produce call -> arrival at the receiver, sorted
-    slowest: str  # where the slowest deliveries spent their time
+    sent: dict[str, float]  # event id -> produce call
+    got: dict[str, float]  # event id -> arrival at the receiver
+
+    @property
+    def latencies(self) -> list[float]:
+        return sorted(self.got[e] - t for e, t in self.sent.items())
 
 
-def _slowest(world: World, wid: str, sent: dict[str, float], got: dict[str, float], n: int = 4) -> str:
+def _slowest(world: World, wid: str, run: Run, n: int = 4) -> str:
     """The ``n`` slowest deliveries split at the worker's attempt start (``attemptedAt`` of their result):
     time before it is the worker's (or the broker's), time after it the HTTP exchange and the receiver's."""
+    sent, got = run.sent, run.got
     worst = sorted(sent, key=lambda e: got[e] - sent[e])[-n:]
 
     def started() -> dict[str, int] | None:
@@ -482,7 +486,7 @@ def test_a_healthy_webhook_stays_on_time_while_every_bad_receiver_misbehaves(wor
             h.send([h.task(b) for b in bad_ids for _ in range(per_webhook)])
 
     faulty_run = _healthy_run(world, wid, path, rate, seconds, during=keep_them_busy)
-    faulty = faulty_run.latencies
+    faulty, slowest = faulty_run.latencies, _slowest(world, wid, faulty_run)
     peak = _status_kib(pid, "VmHWM")
     b50, b99 = _pct(baseline.latencies, 0.5), _pct(baseline.latencies, 0.99)
     f50, f99 = _pct(faulty, 0.5), _pct(faulty, 0.99)
@@ -494,7 +498,7 @@ def test_a_healthy_webhook_stays_on_time_while_every_bad_receiver_misbehaves(wor
         f"{len(world.servers.sent.get('gigabyte', []))}, most bytes sent to one "
         f"{max(world.servers.sent.get('gigabyte', [0])) // 1024} KiB"
     )
-    print(f"slowest beside the bad receivers: {faulty_run.slowest}")
+    print(f"slowest beside the bad receivers: {slowest}")
     # What the bound must catch: a healthy task that waits behind a bad receiver's slot, connection or
     # buffer space waits a whole attempt deadline (3 s), and a systematic slowdown moves the median.
     # What it must tolerate: a CPU-starved worker. Beside two CPU burners the worker's own work for
@@ -502,8 +506,8 @@ def test_a_healthy_webhook_stays_on_time_while_every_bad_receiver_misbehaves(wor
     # healthy task's turn in its event loop for up to ~0.2 s, and the receiver thread, in this test
     # process beside the bad servers, is as late again (seen: p99 0.63 s; the slowest split at the
     # attempt start is printed above). So: p99 within a third of the deadline above 3x the baseline's.
-    assert f99 <= 3 * b99 + scaled(ATTEMPT_TIMEOUT / 3), (b99, f99, faulty_run.slowest)
-    assert f50 <= 3 * b50 + scaled(0.25), (b50, f50, faulty_run.slowest)
+    assert f99 <= 3 * b99 + scaled(ATTEMPT_TIMEOUT / 3), (b99, f99, slowest)
+    assert f50 <= 3 * b50 + scaled(0.25), (b50, f50, slowest)
     # The bad receivers were really misbehaving meanwhile: every kind has attempts recorded.
     counts = {
         name: world.servers.connections.get(name, 0)
