@@ -86,12 +86,39 @@ class Fuzz:
         self.unparsed = 0  # requests the HTTP server refused as malformed before the API saw them
 
     def refresh(self) -> None:
-        """Fresh webhooks (with logs) for A's cases to change and delete, and for B's own."""
+        """Fresh webhooks (with logs) for A's cases to change and delete, and for B's own.
+
+        What earlier families left behind is deleted first (all but A's protected ones): the positive
+        POSTs of the collection family really create webhooks, and an account may own at most
+        ``max_webhooks_per_account`` (100), so later families' spares would otherwise meet a 409.
+        """
+        keep = {w["id"] for w in self.protected}
+        for client in (self.admin_a, self.admin_b):
+            for wid in self._owned(client):
+                if wid not in keep:
+                    r = client.delete(f"/api/webhooks/{wid}")
+                    assert r.status_code in (204, 404), r.text
         self.spares = [self._create(self.admin_a, f"a-spare-{i}")["id"] for i in range(10)]
         self.b_ids = [self._create(self.admin_b, f"b-{i}")["id"] for i in range(3)]
         self.a_ids += self.spares
         self._log(ACCOUNT_A, self.spares)
         self._log(ACCOUNT_B, self.b_ids)
+
+    @staticmethod
+    def _owned(client: httpx.Client) -> list[str]:
+        ids: list[str] = []
+        after = ""
+        while True:
+            params: dict[str, str | int] = {"limit": 100}
+            if after:
+                params["startingAfter"] = after
+            r = client.get("/api/webhooks", params=params)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            ids += [w["id"] for w in page["items"]]
+            if not page["hasMore"] or not page["items"]:
+                return ids
+            after = page["items"][-1]["id"]
 
     def _log(self, account: str, webhook_ids: list[str]) -> None:
         records = []

@@ -63,6 +63,12 @@ def test_api_changes_take_effect_for_the_next_event(api: RunningApi, router: Rol
         },
     )
     assert marker.status_code == 201, marker.text
+    # One of B's events first, routed to the marker: it warms what the 2 s bound is not about (the
+    # router's first config catch-up creates its admin client, its producer's first send fetches
+    # metadata; so do this test's own reader and writer). On a busy CI machine that first event once
+    # took longer than 2 s; the bound is the steady behaviour, a webhook created while the router runs.
+    warm = send("acct-b", "CONTACT_CREATED")
+    wait_until(lambda: any(t["eventId"] == warm for t in tasks()), 60, "a first event routed")
 
     created = a.post(
         "/api/webhooks",
@@ -74,10 +80,15 @@ def test_api_changes_take_effect_for_the_next_event(api: RunningApi, router: Rol
     eid = send("acct-a", "CONTACT_CREATED")
     wait_until(
         lambda: any(t["eventId"] == eid and t["webhookId"] == hook_id for t in tasks()),
-        2.0,
-        "a task for the new webhook within 2 s",  # the bound itself, scaled only by the environment
+        60,
+        "a task for the new webhook",
     )
-    assert time.monotonic() - started <= scaled(2.0)
+    elapsed = time.monotonic() - started
+    # The bound itself, scaled only by the environment (HOOKLINE_TEST_TIMEOUT_SCALE).
+    assert elapsed <= scaled(2.0), (
+        f"the new webhook's first task came {elapsed:.2f} s after the event (bound 2 s)\n"
+        + router.log_tail(60)
+    )
 
     # An unsubscribed type: nothing. Records of one account keep their order, so once the
     # follow-up CONTACT_CREATED is routed, the SALE_NEW before it has been processed.
