@@ -199,8 +199,8 @@ class Bench:
             self._bootstrap = self.bootstrap
             say(f"using the broker at {self._bootstrap}")
             return
-        from benchmarks.pipeline import free_port
         from hookline.local.kafka import LocalKafka
+        from hookline.local.ports import free_port
         from hookline.settings import load_settings
 
         libs = load_settings().kafka_libs_dir

@@ -9,7 +9,6 @@ scenario may raise the worker's concurrency limits through their ``HOOKLINE_DELI
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,12 @@ import orjson
 
 from benchmarks.processes import Child, http_get, wait_for
 from benchmarks.traffic import webhook_secret
+from hookline.local.ports import free_port
 
-__all__ = ["BENCH_RETRY_SCHEDULE", "Pipeline", "free_port", "metric"]
+__all__ = ["BENCH_RETRY_SCHEDULE", "Pipeline", "metric"]
 
 #: Retry tiers in seconds: tasks deferred by a full per-webhook backlog come back within a second.
 BENCH_RETRY_SCHEDULE = (1.0, 2.0, 5.0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def metric(text: str, name: str) -> float:

@@ -15,8 +15,9 @@ import pytest
 
 from hookline.clients import admin_client, create_topics, delete_topics
 from hookline.local.kafka import LocalKafka
+from hookline.local.ports import free_port
 from hookline.settings import Settings, load_settings
-from tests.support import free_port, scaled
+from tests.support import scaled
 
 # One throwaway PostgreSQL server per session for the log store tests (started only when used).
 pytest_plugins = ["tests.postgres"]

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, in_ci
+from hookline.local.ports import free_port
+from tests.support import in_ci
 
 __all__ = ["PostgresServer", "postgres_server", "postgres_url"]
 

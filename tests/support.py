@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -82,54 +80,6 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {limit:g}s waiting for {what}")
         time.sleep(interval)
-
-
-def _ephemeral_low() -> int:
-    """The lowest port of the kernel's ephemeral range (the source ports of outgoing connections)."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
-
-
-_handed_out: set[int] = set()
-
-
-def free_port_block(count: int, attempts: int = 500) -> int:
-    """A port p such that p .. p + count - 1 are all free on 127.0.0.1 right now, below the kernel's
-    ephemeral range, and none handed out before by this process.
-
-    Not OS-chosen ports (``bind(0)``): those are ephemeral ports, and between choosing a port and a
-    server binding it, outgoing connections (a broker's, the clients', other tests') take ephemeral
-    ports as their source, so the server found its port taken ("Address already in use": a node of
-    the 3-broker cluster once, and `hookline up`'s log sink in a suite pass beside two CPU burners).
-    """
-    low = _ephemeral_low()
-    rng = random.Random()
-    for _ in range(attempts):
-        base = rng.randrange(10000, low - count)
-        ports = range(base, base + count)
-        if _handed_out.intersection(ports):
-            continue
-        socks = []
-        try:
-            for port in ports:
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        _handed_out.update(ports)
-        return base
-    raise AssertionError(f"no block of {count} free ports found")
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 now, outside the ephemeral range (:func:`free_port_block`)."""
-    return free_port_block(1)
 
 
 class TopicReader:

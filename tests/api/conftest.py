@@ -18,10 +18,11 @@ from prometheus_client import CollectorRegistry
 from api import create_app
 from api._cmd import server_config
 from hookline.clients import create_topics
+from hookline.local.ports import free_port
 from hookline.sealing import generate_key
 from hookline.settings import Secret, Settings, load_settings
 from hookline.topics import CONFIG, all_topics
-from tests.support import free_port, scaled, wait_until
+from tests.support import scaled, wait_until
 
 KEY_A = "key-a-" + "a1" * 16
 KEY_B = "key-b-" + "b2" * 16

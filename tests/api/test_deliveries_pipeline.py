@@ -20,12 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
+from hookline.local.ports import free_port
 from hookline.local.receiver import verify
 from hookline.settings import Secret
 from hookline.signing import message_id
 from tests.api.conftest import KEY_A, RunningApi
 from tests.processors.deliver.receivers import Got, Receiver, Reply
-from tests.support import EventWriter, Role, event_record, free_port, role_env, scaled, wait_until
+from tests.support import EventWriter, Role, event_record, role_env, scaled, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -19,11 +19,12 @@ import pytest
 
 from hookline.clients import create_topics
 from hookline.health import Streak, WebhookEvent
+from hookline.local.ports import free_port
 from hookline.records import DeliveryResult
 from hookline.signing import message_id
 from tests.api.conftest import KEY_A, RunningApi
 from tests.processors.deliver.receivers import Got, Receiver, Reply
-from tests.support import EventWriter, Role, TopicReader, event_record, free_port, role_env, wait_until
+from tests.support import EventWriter, Role, TopicReader, event_record, role_env, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

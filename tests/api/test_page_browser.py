@@ -21,21 +21,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
+from hookline.local.ports import free_port
 from hookline.settings import Secret, Settings
 from tests.api.conftest import KEY_A, RunningApi, api_settings, start_api
 from tests.processors.deliver.deliver_harness import metric, verify
 from tests.processors.deliver.receivers import Got, Receiver, Reply
-from tests.support import (
-    REPO,
-    EventWriter,
-    Role,
-    event_record,
-    free_port,
-    role_env,
-    scaled,
-    skip_or_fail,
-    wait_until,
-)
+from tests.support import REPO, EventWriter, Role, event_record, role_env, scaled, skip_or_fail, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -22,13 +22,14 @@ import pytest
 from confluent_kafka import Producer
 
 from hookline.clients import producer_config
+from hookline.local.ports import free_port
 from hookline.records import DeliveryResult, DeliveryTask
 from hookline.settings import Secret
 from hookline.signing import message_id
 from hookline.timestamps import rfc3339
 from tests.api.conftest import KEY_A, KEY_B, RunningApi
 from tests.processors.deliver.receivers import Receiver, Reply
-from tests.support import Role, TopicReader, free_port, role_env, scaled, wait_until
+from tests.support import Role, TopicReader, role_env, scaled, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -26,6 +26,7 @@ from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from standardwebhooks import Webhook as StandardWebhook
 
 from hookline.clients import admin_client
+from hookline.local.ports import free_port
 from hookline.signing import message_id
 from hookline.timestamps import rfc3339
 from hookline.topics import CONTACT_EVENTS, DELIVERIES, REPLAYS
@@ -33,16 +34,7 @@ from hookline.webhooks import EVENT_TYPES
 from tests.api.conftest import KEY_A, KEY_B, RunningApi
 from tests.api.test_page import sign_in
 from tests.processors.deliver.receivers import Receiver
-from tests.support import (
-    EventWriter,
-    Role,
-    TopicReader,
-    event_record,
-    free_port,
-    role_env,
-    scaled,
-    wait_until,
-)
+from tests.support import EventWriter, Role, TopicReader, event_record, role_env, scaled, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -9,17 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from hookline.local.ports import free_port
 from tests.api.conftest import KEY_A, KEY_B, RunningApi
-from tests.support import (
-    EventWriter,
-    Role,
-    TopicReader,
-    event_record,
-    free_port,
-    role_env,
-    scaled,
-    wait_until,
-)
+from tests.support import EventWriter, Role, TopicReader, event_record, role_env, scaled, wait_until
 
 pytestmark = pytest.mark.kafka
 

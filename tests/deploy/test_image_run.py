@@ -27,6 +27,7 @@ import pytest
 from standardwebhooks import Webhook as StandardWebhook
 
 from hookline.clients import admin_client
+from hookline.local.ports import free_port
 from hookline.settings import Settings, load_settings
 from hookline.signing import message_id
 from hookline.topics import all_topics
@@ -34,7 +35,7 @@ from hookline.webhooks import EVENT_TYPES
 from tests import conftest as session
 from tests.deploy import conftest as deploy
 from tests.processors.deliver.receivers import Receiver
-from tests.support import EventWriter, Role, event_record, free_port, wait_until
+from tests.support import EventWriter, Role, event_record, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -23,10 +23,11 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from hookline.local.ports import free_port
 from hookline.settings import Settings
 from tests.deploy.conftest import REPO
 from tests.deploy.test_image import instructions
-from tests.support import Role, free_port, role_env
+from tests.support import Role, role_env
 
 pytestmark = pytest.mark.slow
 

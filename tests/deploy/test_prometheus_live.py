@@ -38,6 +38,7 @@ from confluent_kafka import Producer
 
 from hookline.cli import COMMANDS
 from hookline.clients import producer_config
+from hookline.local.ports import free_port
 from hookline.sealing import Sealer, generate_key
 from hookline.settings import Secret, Settings
 from hookline.signing import message_id
@@ -45,7 +46,7 @@ from hookline.webhooks import EVENT_TYPES, Subscription, Webhook
 from schemas.codec import encode
 from tests.deploy.conftest import DEPLOY
 from tests.deploy.promql import alert_queries, dashboard_queries, substitute
-from tests.support import ConfigWriter, EventWriter, Role, event_record, free_port, role_env, wait_until
+from tests.support import ConfigWriter, EventWriter, Role, event_record, role_env, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

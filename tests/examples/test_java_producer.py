@@ -24,13 +24,14 @@ import pytest
 from confluent_kafka import Producer
 
 from hookline.clients import producer_config
+from hookline.local.ports import free_port
 from hookline.payloads import build_payload
 from hookline.settings import Settings
 from hookline.webhooks import EVENT_TYPES
 from schemas.codec import decode, fingerprint
 from tests.processors.deliver.deliver_harness import Harness, verify
 from tests.processors.deliver.receivers import Receiver
-from tests.support import REPO, Role, TopicReader, free_port, role_env, wait_until
+from tests.support import REPO, Role, TopicReader, role_env, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hookline.local.kafka import LocalKafka
+from hookline.local.ports import free_port_block
 from hookline.settings import Settings, load_settings
-from tests.support import REPO, free_port_block
+from tests.support import REPO
 
 BROKERS = 3
 

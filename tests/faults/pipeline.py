@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from confluent_kafka import Producer
 
 from hookline.clients import producer_config
+from hookline.local.ports import free_port_block
 from hookline.records import DeliveryResult
 from hookline.sealing import Sealer, generate_key
 from hookline.settings import Secret, Settings
@@ -26,7 +27,7 @@ from hookline.webhooks import EVENT_TYPES, Subscription, Webhook
 from schemas.codec import encode
 from tests.faults.load import ACCOUNTS, HOOKS_PER_ACCOUNT, Answers
 from tests.processors.deliver.receivers import Receiver
-from tests.support import Role, TopicReader, free_port_block, role_env, scaled, wait_until
+from tests.support import Role, TopicReader, role_env, scaled, wait_until
 
 #: Each role and the variable that sets its /metrics, /healthz, /readyz port.
 METRICS_PORT_VARS = {

@@ -38,6 +38,7 @@ from confluent_kafka import KafkaError, Producer
 
 from hookline.clients import admin_client, create_topics, producer_config
 from hookline.local.kafka import LocalKafka
+from hookline.local.ports import free_port_block
 from hookline.records import DeliveryTask
 from hookline.sealing import generate_key
 from hookline.settings import Settings
@@ -60,7 +61,7 @@ from tests.faults.load import (
 from tests.faults.pipeline import logged_messages, put_webhooks, webhooks
 from tests.processors.deliver.deliver_harness import metric
 from tests.processors.deliver.receivers import Receiver
-from tests.support import Role, TopicReader, free_port_block, role_env, scaled, wait_until
+from tests.support import Role, TopicReader, role_env, scaled, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from hookline.local.ports import free_port_block
 from hookline.settings import Settings
 from tests.faults.load import (
     HOOKS_PER_ACCOUNT,
@@ -36,7 +37,7 @@ from tests.faults.load import (
 )
 from tests.faults.pipeline import Pipeline, running_pipeline
 from tests.postgres import PostgresServer, _bin_dir, _unavailable
-from tests.support import free_port_block, scaled, wait_until
+from tests.support import scaled, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -21,9 +21,10 @@ from hookline.clients import (
     wait_for_broker,
     wait_topics_ready,
 )
+from hookline.local.ports import free_port
 from hookline.settings import Settings
 from hookline.topics import TopicSpec
-from tests.support import REPO, free_port, scaled
+from tests.support import REPO, scaled
 
 _WAIT = """
 import sys

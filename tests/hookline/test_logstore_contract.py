@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from hookline.local.ports import free_port
 from hookline.logstore import (
     LogStore,
     StoreRejected,
@@ -26,7 +27,6 @@ from hookline.logstore.sqlite import SqliteStore
 from hookline.records import DeliveryResult
 from hookline.settings import Secret, SettingsError, load_settings
 from tests.logrecords import delivery_result, now_ms
-from tests.support import free_port
 
 Opener = Callable[[], LogStore]
 

@@ -29,7 +29,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -43,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from hookline.local.ports import free_port  # below the ephemeral range (docs/architecture.md §9, pitfall 16)
 
 REPO = Path(__file__).resolve().parents[3]
 K8S = REPO / "deploy" / "k8s"
@@ -265,12 +266,6 @@ def prepare(
 # -- etcd and the API server -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _die_with_parent() -> None:
     """Children are killed when this process dies, however it dies (Linux prctl PR_SET_PDEATHSIG); SIGKILL
     because a kube-apiserver still starting up does not finish its graceful shutdown on SIGTERM once its
@@ -372,7 +367,7 @@ class ApiServer:
 
     def start(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="hookline-k8s-check-"))
-        client, peer, self.port = _free_port(), _free_port(), _free_port()
+        client, peer, self.port = free_port(), free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{client}"
         etcd = self._spawn(
             "etcd",

@@ -13,9 +13,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from hookline.cli import main
 from hookline.clients import create_topics, describe_topic_config, port_open
 from hookline.local.kafka import KafkaSetupError, LocalKafka, new_cluster_id
+from hookline.local.ports import free_port
 from hookline.settings import load_settings
 from hookline.topics import all_topics
-from tests.support import REPO, free_port
+from tests.support import REPO
 
 pytestmark = pytest.mark.kafka
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from hookline.local.kafka import LocalKafka
+from hookline.local.ports import free_port
 from hookline.settings import Settings, load_settings
-from tests.support import REPO, free_port
+from tests.support import REPO
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -18,13 +18,14 @@ import standardwebhooks
 from confluent_kafka import Producer
 
 from hookline.clients import producer_config
+from hookline.local.ports import free_port
 from hookline.sealing import Sealer, generate_key
 from hookline.settings import Secret, Settings
 from hookline.signing import generate_secret, message_id
 from hookline.webhooks import EVENT_TYPES, Subscription, Webhook
 from schemas.codec import encode
 from tests.processors.deliver.receivers import Got
-from tests.support import ConfigWriter, Role, free_port, role_env, wait_until
+from tests.support import ConfigWriter, Role, role_env, wait_until
 
 __all__ = ["Harness", "max_in_window", "metric", "new_secret", "verify"]
 

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from hookline.local.ports import free_port
 from hookline.settings import Settings
 from tests.processors.deliver.deliver_harness import Harness, metric
 from tests.processors.deliver.receivers import Receiver
-from tests.support import TopicReader, free_port, scaled, wait_until
+from tests.support import TopicReader, scaled, wait_until
 
 pytestmark = pytest.mark.kafka
 

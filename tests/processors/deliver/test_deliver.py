@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from hookline.local.ports import free_port
 from hookline.settings import Settings
 from hookline.signing import message_id
 from hookline.webhooks import EVENT_TYPES
 from tests.processors.deliver.deliver_harness import Harness, metric, verify
 from tests.processors.deliver.receivers import Receiver, Reply
-from tests.support import EventWriter, Role, TopicReader, event_record, free_port, role_env, wait_until
+from tests.support import EventWriter, Role, TopicReader, event_record, role_env, wait_until
 
 pytestmark = pytest.mark.kafka
 

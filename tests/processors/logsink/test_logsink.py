@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Producer
 
 from hookline.clients import producer_config
+from hookline.local.ports import free_port
 from hookline.logstore import LogStore, StoreRejected, StoreUnavailable
 from hookline.logstore.postgres import PostgresStore
 from hookline.logstore.sqlite import SqliteStore
@@ -23,7 +24,7 @@ from hookline.settings import Settings
 from processors.logsink.app import LogSink
 from schemas.codec import decode
 from tests.logrecords import delivery_result, now_ms
-from tests.support import Role, TopicReader, free_port, role_env, scaled, wait_until
+from tests.support import Role, TopicReader, role_env, scaled, wait_until
 
 pytestmark = pytest.mark.kafka
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hookline.local.ports import free_port
 from hookline.settings import Settings
 from hookline.signing import message_id
 from schemas.codec import decode, encode
@@ -18,7 +19,6 @@ from tests.support import (
     Role,
     TopicReader,
     event_record,
-    free_port,
     make_webhook,
     role_env,
     wait_until,

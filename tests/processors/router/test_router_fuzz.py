@@ -22,6 +22,7 @@ import pytest
 from confluent_kafka import Producer
 
 from hookline.clients import producer_config
+from hookline.local.ports import free_port
 from hookline.records import DeliveryTask
 from hookline.settings import Settings
 from hookline.webhooks import EVENT_TYPES
@@ -31,7 +32,6 @@ from tests.support import (
     Role,
     TopicReader,
     event_record,
-    free_port,
     make_webhook,
     role_env,
     scaled,
