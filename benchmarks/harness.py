@@ -203,7 +203,8 @@ class Bench:
         from hookline.local.ports import free_port
         from hookline.settings import load_settings
 
-        libs = load_settings().kafka_libs_dir
+        env_settings = load_settings()
+        libs = env_settings.kafka_libs_dir
         if not libs.is_absolute():
             libs = REPO / libs
         settings = load_settings(
@@ -213,6 +214,7 @@ class Bench:
             kafka_port=free_port(),
             kafka_controller_port=free_port(),
             kafka_heap="1g",
+            kafka_jvm_options=env_settings.kafka_jvm_options,
         )
         self.broker = LocalKafka(settings, out=sys.stderr, request_log=self.broker_requests)
         status = self.broker.start(timeout=180)
@@ -1066,6 +1068,7 @@ class Bench:
             "versions": versions,
             "kafka_broker": kafka if kafka else ("external" if self.bootstrap else None),
             "bootstrap": "external" if self.bootstrap else "started by the bench",
+            "broker_jvm_options": self.broker.settings.kafka_jvm_options if self.broker is not None else None,
             "bench_tag": self.tag,
             "git_commit": _git("rev-parse", "HEAD"),
             "git_dirty_files": [ln for ln in (_git("status", "--porcelain") or "").splitlines() if ln][:50],

@@ -105,6 +105,10 @@ class Settings:
     kafka_port: int = _doc("Port of the local broker's client listener.", 9092)
     kafka_controller_port: int = _doc("Port of the local broker's KRaft controller listener.", 9093)
     kafka_heap: str = _doc("Java heap of the local broker.", "768m")
+    kafka_jvm_options: str = _doc(
+        "Garbage collector and JIT options of the local broker's JVM, separated by spaces.",
+        "-XX:+UseSerialGC -XX:TieredStopAtLevel=1",
+    )
     api_host: str = _doc("Interface the API and web page listen on.", "127.0.0.1")
     api_port: int = _doc("Port of the API and web page.", 8080)
     api_auth_failure_limit: int = _doc(
