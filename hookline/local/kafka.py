@@ -443,8 +443,8 @@ class LocalKafka:
                     java,
                     f"-Xmx{self.settings.kafka_heap}",
                     f"-Xms{self.settings.kafka_heap}",
-                    # A small local broker spends more CPU compiling itself with C2 (for minutes after
-                    # each start) and running G1's threads than it gains; docs/architecture.md §9.
+                    # G1 and both JIT compilers unless the setting says otherwise: C1 only and the
+                    # serial collector idle on less CPU, at a price at saturation (docs/architecture.md §9).
                     *self.settings.kafka_jvm_options.split(),
                     "-Djava.awt.headless=true",
                     *self._log4j_options(props),

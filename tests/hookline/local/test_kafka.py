@@ -50,11 +50,9 @@ def test_start_twice_status_stop_start_keeps_data(
     out = capsys.readouterr()
     assert "already running" in out.err
     assert LocalKafka(settings).status().pid == first_pid
-    # The JVM runs with the configured options (C1 only and the serial collector by default).
+    # The JVM runs with the configured options (G1 and both JIT compilers by default).
     cmdline = Path(f"/proc/{first_pid}/cmdline").read_bytes().split(b"\0")
-    assert [
-        arg for arg in cmdline if arg.startswith(b"-XX:")
-    ] == [b"-XX:+UseSerialGC", b"-XX:TieredStopAtLevel=1"], cmdline
+    assert [arg for arg in cmdline if arg.startswith(b"-XX:")] == [b"-XX:+UseG1GC"], cmdline
     assert main(["kafka", "status"]) == 0
     assert f"running (pid {first_pid}) at {settings.kafka_bootstrap}" in capsys.readouterr().out
 
@@ -70,11 +68,14 @@ def test_start_twice_status_stop_start_keeps_data(
     # Stopped means gone and reaped, not a zombie leader whose JVM threads still hold the port.
     assert not Path(f"/proc/{first_pid}").exists()
     assert not port_open("127.0.0.1", settings.kafka_port)
-    # The options are a setting: the restarted broker runs on G1 with both JIT compilers.
-    monkeypatch.setenv("HOOKLINE_KAFKA_JVM_OPTIONS", " -XX:+UseG1GC  ")
+    # The options are a setting: the restarted broker runs with C1 only and the serial collector.
+    monkeypatch.setenv("HOOKLINE_KAFKA_JVM_OPTIONS", " -XX:+UseSerialGC  -XX:TieredStopAtLevel=1 ")
     assert main(["kafka", "start"]) == 0
     second = Path(f"/proc/{LocalKafka(settings).status().pid}/cmdline").read_bytes().split(b"\0")
-    assert [arg for arg in second if arg.startswith(b"-XX:")] == [b"-XX:+UseG1GC"], second
+    assert [arg for arg in second if arg.startswith(b"-XX:")] == [
+        b"-XX:+UseSerialGC",
+        b"-XX:TieredStopAtLevel=1",
+    ], second
 
     c = Consumer(
         {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "x", "enable.auto.commit": False}
