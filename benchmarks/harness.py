@@ -27,7 +27,16 @@ import orjson
 
 from benchmarks.ledger import Arrival, percentile, read_arrivals, settle, throughput_series
 from benchmarks.pipeline import Pipeline, metric
-from benchmarks.processes import REPO, Child, CpuSample, http_get, rss_bytes, wait_for
+from benchmarks.processes import (
+    REPO,
+    Child,
+    CpuSample,
+    ThreadSample,
+    http_get,
+    rss_bytes,
+    wait_for,
+    wakeup_round_trip_us,
+)
 from benchmarks.profiles import PySpy, py_spy, summarize
 
 __all__ = ["PLANS", "Bench", "Plan"]
@@ -409,6 +418,7 @@ class Bench:
         n_events = count or round(rate * duration)
         before_metrics = pipe.worker_metrics()
         cpu0 = CpuSample.take(self.pids(pipe))
+        threads0 = ThreadSample.take(self.pids(pipe))
         gen = Child.python(
             f"generator-{run}",
             "benchmarks.generator",
@@ -446,6 +456,7 @@ class Bench:
         while time.time() < window_end:
             time.sleep(min(0.1, max(0.0, window_end - time.time())))
         cpu1 = CpuSample.take(self.pids(pipe))
+        threads1 = ThreadSample.take(self.pids(pipe))
         cpu_window = cpu1.at - cpu0.at
         expected = sum(len(pipe.groups[accounts[s % len(accounts)]]) for s in published)
         drain = self.plan.drain_seconds + (span if overload else 0.0)
@@ -503,6 +514,7 @@ class Bench:
             "latency_s": _quantiles(lat),
             "cpu_s": delivered_cpu,
             "cpu_window_s": round(cpu_window, 3),
+            "cpu_threads_s": threads1.since(threads0),
             "cpu_us_per_delivery": {
                 k: round(v / delivered * 1e6, 1) if v is not None else None for k, v in delivered_cpu.items()
             },
@@ -651,13 +663,24 @@ class Bench:
         say(f"cpu: the idle pipeline for {p.idle_seconds:g}s (after 5 s to settle)")
         time.sleep(5.0)
         before = CpuSample.take(self.pids(pipe))
+        threads0 = ThreadSample.take(self.pids(pipe))
         t0 = time.time()
         time.sleep(p.idle_seconds)
         after = CpuSample.take(self.pids(pipe))
+        threads1 = ThreadSample.take(self.pids(pipe))
         elapsed = after.at - before.at
         self._request_rates("idle", t0, time.time())
         idle = {k: round(v / elapsed, 4) for k, v in after.since(before).items() if v is not None}
-        self.runs["idle"] = {"seconds": round(elapsed, 1), "cores": idle}
+        self.runs["idle"] = {
+            "seconds": round(elapsed, 1),
+            "cores": idle,
+            "cpu_window_s": round(elapsed, 3),
+            "cpu_threads_s": threads1.since(threads0),
+        }
+        # What one thread wake-up costs on this machine, measured while the pipeline idles: the
+        # per-event costs below are mostly wake-ups (README: Where the CPU goes).
+        wakeup = self.results["wakeup_round_trip_us"] = wakeup_round_trip_us()
+        say(f"  one thread-to-thread round trip costs {wakeup:.1f} µs of CPU here")
         self.results["idle_cores"] = round(sum(idle.get(k, 0.0) for k in PIPELINE_PROCESSES), 4)
         self.results["idle_cores_per_process"] = {k: idle[k] for k in PIPELINE_PROCESSES if k in idle}
         say(f"  idle: {self.results['idle_cores']:.3f} cores " + _per_process(idle, "{:.3f}"))

@@ -9,10 +9,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,13 +27,16 @@ from typing import Any
 __all__ = [
     "Child",
     "CpuSample",
+    "ThreadSample",
     "cpu_seconds",
     "http_get",
     "install_cleanup",
     "raise_nofile",
     "rss_bytes",
     "stop_all",
+    "thread_cpu_seconds",
     "wait_for",
+    "wakeup_round_trip_us",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,6 +54,89 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     # After the command name: state is field 3; utime and stime are fields 14 and 15 (1-based).
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]] | None:
+    """User + system CPU seconds of each live thread of ``pid``: tid -> (kind, seconds).
+
+    The kind is the thread's name with its digits replaced by ``*`` (the kernel keeps 15
+    characters), so the broker's ``data-plane-kafk`` threads, a JVM's ``C2 CompilerThre``, librdkafka's
+    ``rdk:broker1``/``rdk:main`` and Python's own threads (all named ``python``: Python 3.11 names no
+    thread for the kernel) add up per kind. None when the process is gone.
+    """
+    out: dict[int, tuple[str, float]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue  # ended meanwhile
+        name, _, rest = raw.partition(b"(")[2].rpartition(b")")
+        fields = rest.split()
+        kind = re.sub(r"\d+", "*", name.decode(errors="replace"))
+        out[int(tid)] = (kind, (int(fields[11]) + int(fields[12])) / _TICKS)
+    return out
+
+
+@dataclass
+class ThreadSample:
+    """Per-thread CPU seconds of named processes at one moment (:func:`thread_cpu_seconds`)."""
+
+    seconds: dict[str, dict[int, tuple[str, float]] | None]
+
+    @classmethod
+    def take(cls, pids: dict[str, int | None]) -> ThreadSample:
+        return cls({n: thread_cpu_seconds(p) if p else None for n, p in pids.items()})
+
+    def since(self, earlier: ThreadSample) -> dict[str, dict[str, float]]:
+        """CPU seconds per process and thread kind between ``earlier`` and this sample.
+
+        A thread that ended in between is missing (its CPU is in the process's total only); one
+        that started counts from zero.
+        """
+        out: dict[str, dict[str, float]] = {}
+        for name, now in self.seconds.items():
+            before = earlier.seconds.get(name)
+            if now is None or before is None:
+                continue
+            kinds: dict[str, float] = {}
+            for tid, (kind, secs) in now.items():
+                spent = secs - before.get(tid, (kind, 0.0))[1]
+                if spent > 0:
+                    kinds[kind] = kinds.get(kind, 0.0) + spent
+            out[name] = {k: round(v, 3) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}
+        return out
+
+
+def wakeup_round_trip_us(rounds: int = 20_000) -> float:
+    """CPU µs one thread-to-thread round trip costs here: a byte over a socketpair and back.
+
+    Every hop of the pipeline wakes threads (an event loop woken by a Kafka client's thread, a
+    broker's network thread handing a request to a handler), and what a wake-up costs differs
+    several times between machines (a virtual CPU that has to be woken from idle costs most), so
+    the bench reports it beside its CPU figures.
+    """
+    a, b = socket.socketpair()
+    with a, b:
+
+        def echo() -> None:
+            for _ in range(rounds):
+                b.recv(1)
+                b.sendall(b"x")
+
+        t = threading.Thread(target=echo, name="wakeup-echo", daemon=True)
+        t.start()
+        started = time.process_time()
+        for _ in range(rounds):
+            a.sendall(b"x")
+            a.recv(1)
+        spent = time.process_time() - started
+        t.join()
+    return round(spent / rounds * 1e6, 1)
 
 
 def rss_bytes(pid: int) -> int | None:

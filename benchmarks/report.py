@@ -103,6 +103,7 @@ _FIGURES: tuple[tuple[str, str, str], ...] = (
     ),
     ("ordering_unordered_alone_vs_aiohttp", "unordered alone ÷ raw aiohttp", "x"),
     ("ordering_in_order", "every contact's ordered deliveries in publish order", ""),
+    ("wakeup_round_trip_us", "one thread-to-thread round trip on this machine (µs of CPU)", ""),
     ("ledger_balanced", "every run's ledger balances", ""),
 )
 
@@ -151,6 +152,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
             _fmt(run.get("generator_cpu_us_per_event")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _threads_table(results)
     lines += ["", "## Ledgers (published deliveries = delivered + cut off + missing)", ""]
     lines += ["| run | events | owed | delivered | cut off | missing | duplicates | unexpected | balanced |"]
     lines += ["|---|---|---|---|---|---|---|---|---|"]
@@ -172,6 +174,32 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _threads_table(results: dict[str, Any]) -> list[str]:
+    """Which threads of each process used its CPU, in the idle and fixed-rate runs (cores)."""
+    runs = [
+        (name, run)
+        for name, run in results.get("runs", {}).items()
+        if run.get("cpu_threads_s") and (name == "idle" or name.startswith("cpu_at_"))
+    ]
+    if not runs:
+        return []
+    lines = [
+        "",
+        "## Threads (cores used by each process's threads, by thread name; `python` is every Python thread)",
+        "",
+        "| run | process | threads |",
+        "|---|---|---|",
+    ]
+    for name, run in runs:
+        window = max(1e-3, run.get("cpu_window_s") or 0.0)
+        for process, kinds in run["cpu_threads_s"].items():
+            if process not in _TABLE_PROCESSES or not kinds:
+                continue
+            top = ", ".join(f"`{kind}` {secs / window:.3f}" for kind, secs in list(kinds.items())[:6])
+            lines.append(f"| {name} | {process} | {top} |")
+    return lines
 
 
 def _ordering_table(results: dict[str, Any]) -> list[str]:

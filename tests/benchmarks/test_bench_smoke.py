@@ -34,6 +34,7 @@ KEYS = (
     "cpu_us_per_delivery_at_100",
     "cpu_us_per_delivery_at_max",
     "idle_cores",
+    "wakeup_round_trip_us",
 )
 
 
@@ -61,6 +62,13 @@ def test_smoke_mode_writes_every_figure_a_balanced_ledger_and_the_plots(
         assert results[f"cpu_us_per_delivery_at_{rate}"] == pytest.approx(total, abs=1), rate
     roles = {"router", "worker", "logsink", "health", "api"}
     assert set(results["idle_cores_per_process"]) == roles | (set() if external else {"broker"})
+    # Each process's CPU by thread name: the Python roles' own threads and librdkafka's beside them.
+    assert results["wakeup_round_trip_us"] > 0
+    for run in ("idle", "cpu_at_20", "cpu_at_100"):
+        threads = results["runs"][run]["cpu_threads_s"]
+        assert set(threads) >= roles, (run, threads)
+        assert any(kind.startswith("rdk:") for kind in threads["worker"]), (run, threads["worker"])
+    assert "## Threads" in table and "`python" in table
     for plot in ("latency.png", "throughput.png", "cpu.png"):
         data = (out / plot).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000, plot
