@@ -117,8 +117,7 @@ def wakeup_round_trip_us(rounds: int = 20_000) -> float:
 
     Every hop of the pipeline wakes threads (an event loop woken by a Kafka client's thread, a
     broker's network thread handing a request to a handler), and what a wake-up costs differs
-    several times between machines (a virtual CPU that has to be woken from idle costs most), so
-    the bench reports it beside its CPU figures.
+    between machines and with their load, so the bench reports it beside its CPU figures.
     """
     a, b = socket.socketpair()
     with a, b:

@@ -64,10 +64,12 @@ def test_smoke_mode_writes_every_figure_a_balanced_ledger_and_the_plots(
     assert set(results["idle_cores_per_process"]) == roles | (set() if external else {"broker"})
     # Each process's CPU by thread name: the Python roles' own threads and librdkafka's beside them.
     assert results["wakeup_round_trip_us"] > 0
+    worker_kinds: set[str] = set()
     for run in ("idle", "cpu_at_20", "cpu_at_100"):
         threads = results["runs"][run]["cpu_threads_s"]
         assert set(threads) >= roles, (run, threads)
-        assert any(kind.startswith("rdk:") for kind in threads["worker"]), (run, threads["worker"])
+        worker_kinds |= set(threads["worker"])  # a thread that used less than a clock tick is left out
+    assert any(kind.startswith("rdk:") for kind in worker_kinds), worker_kinds
     assert "## Threads" in table and "`python" in table
     for plot in ("latency.png", "throughput.png", "cpu.png"):
         data = (out / plot).read_bytes()
