@@ -24,9 +24,27 @@ from processors.router.replay import ReplayRunner
 from processors.router.routing import tasks_for
 from schemas.codec import CodecError, decode
 
-__all__ = ["Router"]
+__all__ = ["FAUST_OPTIONS", "Router"]
 
 log = logging.getLogger("hookline.router")
+
+#: The router's Faust settings besides its names and directories (``benchmarks.floor`` measures a bare
+#: agent with the same ones).
+FAUST_OPTIONS: dict[str, Any] = {
+    "processing_guarantee": "at_least_once",
+    "producer_acks": -1,
+    "broker_session_timeout": 6.0,
+    "broker_heartbeat_interval": 0.5,
+    "broker_commit_interval": 0.5,
+    "broker_rebalance_timeout": 20.0,
+    "consumer_auto_offset_reset": "earliest",
+    "stream_wait_empty": True,
+    "web_enabled": False,
+    "web_tables_enabled": False,
+    "autodiscover": False,
+    "store": "memory://",
+    "topic_partitions": 1,
+}
 
 
 class Router:
@@ -57,20 +75,8 @@ class Router:
             broker=brokers,
             broker_client_id="hookline-router",
             env_prefix="HOOKLINE_FAUST_",
-            processing_guarantee="at_least_once",
-            producer_acks=-1,
-            broker_session_timeout=6.0,
-            broker_heartbeat_interval=0.5,
-            broker_commit_interval=0.5,
-            broker_rebalance_timeout=20.0,
-            consumer_auto_offset_reset="earliest",
-            stream_wait_empty=True,
-            web_enabled=False,
-            web_tables_enabled=False,
-            autodiscover=False,
-            store="memory://",
             datadir=str(datadir),
-            topic_partitions=1,
+            **FAUST_OPTIONS,
         )
         events = app.topic(
             s.topic(CONTACT_EVENTS),
