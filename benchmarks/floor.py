@@ -12,7 +12,7 @@ goes). Only loopback brokers are meant; nothing else is started.
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import shutil
 import subprocess
 import sys
@@ -53,10 +53,14 @@ def _faust_child(topic: str, bootstrap: str, relay: bool) -> None:
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         if assigned:
-            os.write(1, b"assigned\n")  # Faust's worker takes over sys.stdout; the descriptor stays
+            print("assigned", flush=True)
 
-    sys.argv = [sys.argv[0], "worker", "-l", "warn", "--without-web"]
-    app.main()  # type: ignore[no-untyped-call]
+    # Started as the router starts its app (processors/router/_cmd.py): our logging at WARNING (so no
+    # client's debug records are built), Faust's own logging setup, stdout and spinner left alone.
+    logging.basicConfig(level=logging.WARNING)
+    worker = faust.Worker(app, loglevel="WARNING", override_logging=False, redirect_stdouts=False, quiet=True)
+    worker.spinner = None
+    worker.execute_from_commandline()
 
 
 def _plain_child(topic: str, bootstrap: str, relay: bool) -> None:
@@ -117,7 +121,7 @@ def _measure(
     out: list[dict[str, Any]] = []
     try:
         assert child.stdout is not None
-        # Blocks until the group assigned it partitions, or it died (Faust writes its spinner here too).
+        # Blocks until the group assigned it partitions, or it died.
         for line in child.stdout:
             if line.strip().endswith("assigned"):
                 break
