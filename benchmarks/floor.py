@@ -90,13 +90,12 @@ def _plain_child(topic: str, bootstrap: str, relay: bool) -> None:
         producer.poll(0)
 
 
-def _measure(
-    bootstrap: str, kind: str, rates: list[float], seconds: float, idle_seconds: float
-) -> list[dict[str, Any]]:
+def _measure(bootstrap: str, kind: str, rates: list[float], seconds: float, idle_seconds: float) -> None:
+    """Run one kind of consumer at each rate and print a JSON line per rate."""
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from benchmarks.processes import cpu_seconds, wait_for
+    from benchmarks.processes import cpu_seconds
 
     topic = f"hookline-floor-{kind}-{uuid.uuid4().hex[:6]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -118,7 +117,6 @@ def _measure(
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    out: list[dict[str, Any]] = []
     try:
         assert child.stdout is not None
         # Blocks until the group assigned it partitions, or it died.
@@ -147,7 +145,6 @@ def _measure(
             spent = (cpu_seconds(child.pid) or 0.0) - (before or 0.0)
             row = {"kind": kind, "rate": rate, "events": n, "cpu_us_per_event": round(spent / n * 1e6, 1)}
             row["idle_cores"] = round(idle, 4)
-            out.append(row)
             print(orjson.dumps(row).decode(), flush=True)
     finally:
         child.terminate()
@@ -158,10 +155,8 @@ def _measure(
             child.wait()
         if child.stdout is not None:
             child.stdout.close()
-        wait_for(lambda: child.poll() is not None, 5, "the floor consumer to exit")
         admin.delete_topics([topic, f"{topic}-out"])
         shutil.rmtree(f"/tmp/hookline-floor-{topic}", ignore_errors=True)  # the Faust agent's datadir
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,15 +45,23 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 _CHILDREN: list[Child] = []
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of ``pid`` (its threads included), or None when it is gone."""
+def _stat(path: str) -> tuple[str, float] | None:
+    """The command name and user + system CPU seconds in a ``/proc`` stat file; None when it is gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
+        with open(path, "rb") as f:
+            raw = f.read()
     except OSError:
         return None
+    name, _, rest = raw.partition(b"(")[2].rpartition(b")")
+    fields = rest.split()
     # After the command name: state is field 3; utime and stime are fields 14 and 15 (1-based).
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return name.decode(errors="replace"), (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (its threads included), or None when it is gone."""
+    stat = _stat(f"/proc/{pid}/stat")
+    return stat[1] if stat is not None else None
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]] | None:
@@ -70,15 +78,9 @@ def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]] | None:
     except OSError:
         return None
     for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
-                raw = f.read()
-        except OSError:
-            continue  # ended meanwhile
-        name, _, rest = raw.partition(b"(")[2].rpartition(b")")
-        fields = rest.split()
-        kind = re.sub(r"\d+", "*", name.decode(errors="replace"))
-        out[int(tid)] = (kind, (int(fields[11]) + int(fields[12])) / _TICKS)
+        stat = _stat(f"/proc/{pid}/task/{tid}/stat")
+        if stat is not None:  # None: the thread ended meanwhile
+            out[int(tid)] = (re.sub(r"\d+", "*", stat[0]), stat[1])
     return out
 
 
